@@ -26,17 +26,17 @@ static struct test_case test_cases_[TEST_MAX];
 static int test_count_;
 static int test_failed_in_case_;
 
-#define TEST(name)                                                                                \
-    static void test_##name(void);                                                                 \
-    __attribute__((constructor)) static void test_reg_##name(void)                                 \
+#define TEST(tname)                                                                               \
+    static void test_##tname(void);                                                                \
+    __attribute__((constructor)) static void test_reg_##tname(void)                                \
     {                                                                                              \
         if (test_count_ < TEST_MAX) {                                                              \
-            test_cases_[test_count_].name = #name;                                                 \
-            test_cases_[test_count_].fn = test_##name;                                             \
+            test_cases_[test_count_].name = #tname;                                                \
+            test_cases_[test_count_].fn = test_##tname;                                            \
             test_count_++;                                                                         \
         }                                                                                          \
     }                                                                                              \
-    static void test_##name(void)
+    static void test_##tname(void)
 
 #define CHECK(cond)                                                                               \
     do {                                                                                           \

@@ -1,0 +1,158 @@
+/* msg_logic: internal API shared by the logic's files. One libuv loop owns all state; MySQL
+ * work runs on per-shard worker threads (logic_db), argon2id on libuv's thread pool, HTTP on
+ * libmicrohttpd's thread (requests are handed to the loop and answered from it). */
+#ifndef LOGIC_H
+#define LOGIC_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "im_id.h"
+#include "im_map.h"
+#include "im_metrics.h"
+#include "im_nn.h"
+#include "im_redis.h"
+#include "im_token.h"
+
+typedef struct logic_config_s {
+    long long logic_id; /* 0 = random */
+    char *logic_nn_addr;
+    char *logic_http_host;
+    long long logic_http_port;
+    char *redis_addr;
+    char *mysql_shards; /* 4 x host:port/db, comma separated */
+    char *mysql_user;
+    char *mysql_password;
+    char *mysql_password_file;
+    long long mysql_pool; /* worker threads (= connections) per shard */
+    char *api_key;
+    char *api_key_file;
+    char *token_secret;
+    char *token_secret_file;
+    long long token_ttl; /* seconds */
+    long long pwhash_level; /* 0 min (tests), 1 interactive, 2 moderate */
+    long long registry_ttl;
+    long long max_body; /* HTTP body limit */
+    char *log_level;
+} logic_config_t;
+
+typedef struct logic_gate_s {
+    uint64_t id;
+    im_nn_out_t *out;
+    uint64_t seen_ms; /* last time we heard of it (registry or a message), mono ms */
+} logic_gate_t;
+
+typedef struct logic_s {
+    uv_loop_t *loop;
+    logic_config_t cfg;
+    uint64_t id;
+    char owner[96]; /* "host:pid:random": worker-id lease owner */
+    im_nn_in_t *nn_in;
+    im_redis_t *redis;
+    im_map_t gates; /* gate_id -> logic_gate_t */
+    uint8_t token_key[IM_TOKEN_KEYBYTES];
+    char *api_key;
+    char *dummy_hash; /* verified against for unknown users, so timing tells nothing */
+    uint8_t nn_prefix[16];
+    size_t nn_prefix_len;
+    uv_timer_t registry_timer;
+    uv_signal_t sigterm, sigint;
+    int stopping;
+    int worker_id; /* server_msg_id worker (leased in im_0), -1 until leased */
+    im_idgen_t idgen;
+    struct logic_metrics_s {
+        im_metric_t *pkts_in, *batches_in, *logins_ok, *logins_fail, *registers, *logouts,
+            *kicks, *db_errors, *redis_errors, *gates, *http_requests, *http_errors, *drop_down,
+            *unknown_cmds;
+    } m;
+} logic_t;
+
+extern logic_t g_logic;
+
+/* One client request as the gate forwarded it. Handlers copy what they need; replies go to
+ * gate_id/conn_id. */
+typedef struct logic_req_s {
+    uint64_t gate_id;
+    uint64_t conn_id;
+    uint64_t user_id; /* 0 before login: identity always from here, never from a body */
+    uint32_t client_type;
+    uint16_t cmd;
+    uint16_t seq;
+    char peer[48];
+} logic_req_t;
+
+/* ---------------------------------------------------------------- logic_main.c: down */
+/* Queue one Downstream item to a gate (kind as in internal.proto). 0 ok, -1 unknown gate. */
+int logic_down(uint64_t gate_id, int kind, uint64_t conn_id, uint64_t user_id,
+               uint32_t client_type, uint16_t cmd, uint16_t seq, const uint8_t *body, size_t len);
+/* Reply to a request with a packed message (NULL = empty body). */
+void logic_reply(const logic_req_t *r, uint16_t cmd, const void *pbmsg);
+/* Reply with the minimal error body for the request's command (im_cmd_error_body). */
+void logic_reply_error(const logic_req_t *r, uint32_t code);
+logic_gate_t *logic_gate_get(uint64_t gate_id, const char *ep);
+
+/* ---------------------------------------------------------------- logic_db.c */
+typedef struct logic_dbc_s logic_dbc_t;
+typedef struct logic_job_s logic_job_t;
+struct logic_job_s {
+    logic_job_t *next;
+    void (*work)(logic_job_t *job, logic_dbc_t *c); /* worker thread */
+    void (*done)(logic_job_t *job);                 /* loop thread */
+    int rc;                                         /* set by work: 0 or DB_E* */
+};
+
+enum { DB_OK = 0, DB_ERR = -1, DB_EDUP = -2, DB_ECONN = -3 };
+
+int logic_db_start(logic_t *l);
+void logic_db_stop(void);
+/* Run job->work on a worker of `shard` (the worker is picked by key, so jobs with the same key
+ * run in order), then job->done on the loop. */
+void logic_db_submit(unsigned shard, uint64_t key, logic_job_t *job);
+unsigned logic_db_shards(void);
+/* Did the shard's last attempt reach MySQL? (for /healthz) */
+int logic_db_shard_ok(unsigned shard);
+
+/* Run one prepared statement (cached per connection by the sql pointer: pass literals).
+ * in: one char per parameter, then the values as varargs: 'U' uint64_t, 'u' uint32_t,
+ * 'i' int, 's' const char * (NULL = SQL NULL), 'b' const void *, size_t.
+ * out: one char per result column, then pointers: 'U' uint64_t *, 'u' uint32_t *, 'i' int *,
+ * 's' char *buf, size_t cap (NUL-terminated, truncated), 'b' void *buf, size_t cap, size_t *len.
+ * With out columns: fetches the first row; returns 1 (row), 0 (none). Without: returns affected
+ * rows. Negative: DB_EDUP (duplicate key), DB_ECONN (connection lost: reset), DB_ERR. */
+long db_exec(logic_dbc_t *c, const char *sql, const char *in, const char *out, ...);
+int db_begin(logic_dbc_t *c);
+int db_commit(logic_dbc_t *c);
+void db_rollback(logic_dbc_t *c);
+uint64_t db_insert_id(logic_dbc_t *c);
+
+/* ---------------------------------------------------------------- logic_user.c */
+/* Allocate a user or group id from the im_0 block allocator (call on a shard-0 worker). 0 on
+ * failure. */
+uint64_t logic_user_alloc_id(logic_dbc_t *c, const char *name);
+int logic_user_name_valid(const char *name);
+int logic_user_pwd_valid(const char *pwd, size_t len);
+void logic_lower(char *dst, const char *src, size_t cap);
+
+/* ---------------------------------------------------------------- logic_auth.c */
+void logic_auth_register(const logic_req_t *r, const uint8_t *body, size_t len);
+void logic_auth_login(const logic_req_t *r, const uint8_t *body, size_t len);
+void logic_auth_token(const logic_req_t *r, const uint8_t *body, size_t len);
+void logic_auth_logout(const logic_req_t *r, const uint8_t *body, size_t len);
+void logic_auth_closed(const logic_req_t *r);
+/* Close every connection of user_id with 0x010B reason (all client types). */
+void logic_auth_kick_user(uint64_t user_id, uint32_t reason, void (*done)(void *ud, int kicked),
+                          void *ud);
+/* Hash a password off the loop; cb gets the argon2id string or NULL. */
+void logic_pwhash(const char *pwd, void (*cb)(void *ud, char *hash), void *ud);
+int logic_worker_lease_start(logic_t *l);
+void logic_worker_lease_stop(void);
+
+/* ---------------------------------------------------------------- logic_http.c */
+int logic_http_start(logic_t *l);
+void logic_http_stop(void);  /* stop taking requests */
+int logic_http_busy(void);   /* requests still being worked on */
+void logic_http_close(void); /* after busy() == 0 */
+
+#endif

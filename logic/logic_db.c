@@ -1,0 +1,538 @@
+/* logic_db: MySQL shards served by worker threads.
+ *
+ * Each shard has mysql_pool workers; each worker owns one MySQL connection, its prepared
+ * statements, and a FIFO of jobs (a job's key picks the worker, so jobs with one key run in
+ * order). Finished jobs go back to the loop through one uv_async. A worker whose connection
+ * failed fails its jobs fast (DB_ECONN) for a short back-off before it tries again, so a dead
+ * shard answers "storage unavailable" at once instead of stalling requests. */
+#include <errno.h>
+#include <mysql.h>
+#include <mysqld_error.h>
+#include <errmsg.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "im_log.h"
+#include "logic.h"
+
+#define MAX_SHARDS   16
+#define MAX_WORKERS  16
+#define MAX_STMTS    96
+#define RETRY_MS     500
+
+typedef struct {
+    const char *sql;
+    MYSQL_STMT *stmt;
+} stmt_slot_t;
+
+struct logic_dbc_s {
+    MYSQL *my;
+    stmt_slot_t stmts[MAX_STMTS];
+    int nstmts;
+    int broken; /* set by db_exec on a connection error */
+};
+
+typedef struct worker_s {
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    logic_job_t *head, *tail;
+    int stop;
+    unsigned shard;
+    logic_dbc_t conn;
+    uint64_t retry_after_ms;
+} worker_t;
+
+typedef struct shard_s {
+    char host[128];
+    unsigned port;
+    char db[64];
+    worker_t workers[MAX_WORKERS];
+    int nworkers;
+    volatile int ok;
+} shard_t;
+
+static struct {
+    logic_t *l;
+    shard_t shards[MAX_SHARDS];
+    unsigned nshards;
+    char *user, *password;
+    uv_async_t async;
+    pthread_mutex_t done_mu;
+    logic_job_t *done_head, *done_tail;
+} D;
+
+/* ---------------------------------------------------------------- connection */
+
+static void conn_reset(logic_dbc_t *c)
+{
+    for (int i = 0; i < c->nstmts; i++)
+        mysql_stmt_close(c->stmts[i].stmt);
+    c->nstmts = 0;
+    if (c->my)
+        mysql_close(c->my);
+    c->my = NULL;
+    c->broken = 0;
+}
+
+static int conn_open(worker_t *w)
+{
+    shard_t *s = &D.shards[w->shard];
+    MYSQL *my = mysql_init(NULL);
+    if (!my)
+        return -1;
+    unsigned timeout = 3, rw = 10;
+    my_bool off = 0;
+    mysql_options(my, MYSQL_OPT_CONNECT_TIMEOUT, &timeout);
+    mysql_options(my, MYSQL_OPT_READ_TIMEOUT, &rw);
+    mysql_options(my, MYSQL_OPT_WRITE_TIMEOUT, &rw);
+    mysql_options(my, MYSQL_OPT_RECONNECT, &off);
+    mysql_options(my, MYSQL_SET_CHARSET_NAME, "utf8mb4");
+    if (!mysql_real_connect(my, s->host, D.user, D.password, s->db, s->port, NULL, 0)) {
+        if (s->ok || !w->retry_after_ms)
+            log_warn("mysql shard %u (%s:%u/%s): connect: %s", w->shard, s->host, s->port, s->db,
+                     mysql_error(my));
+        mysql_close(my);
+        return -1;
+    }
+    if (!s->ok)
+        log_info("mysql shard %u (%s:%u/%s): connected", w->shard, s->host, s->port, s->db);
+    w->conn.my = my;
+    return 0;
+}
+
+static int is_conn_error(unsigned e)
+{
+    return (e >= 2000 && e < 3000) || e == ER_SERVER_SHUTDOWN || e == ER_CON_COUNT_ERROR ||
+           e == 1927 /* ER_CONNECTION_KILLED */ || e == 4031 /* client idle disconnect */;
+}
+
+/* ---------------------------------------------------------------- statements */
+
+static MYSQL_STMT *stmt_get(logic_dbc_t *c, const char *sql)
+{
+    for (int i = 0; i < c->nstmts; i++)
+        if (c->stmts[i].sql == sql)
+            return c->stmts[i].stmt;
+    MYSQL_STMT *st = mysql_stmt_init(c->my);
+    if (!st)
+        return NULL;
+    if (mysql_stmt_prepare(st, sql, strlen(sql)) != 0) {
+        unsigned e = mysql_stmt_errno(st);
+        log_error("mysql prepare failed (%u %s): %.80s", e, mysql_stmt_error(st), sql);
+        if (is_conn_error(e))
+            c->broken = 1;
+        mysql_stmt_close(st);
+        return NULL;
+    }
+    if (c->nstmts < MAX_STMTS) {
+        c->stmts[c->nstmts].sql = sql;
+        c->stmts[c->nstmts].stmt = st;
+        c->nstmts++;
+    }
+    return st;
+}
+
+typedef struct {
+    unsigned long long u64;
+    unsigned u32;
+    int i32;
+    unsigned long len;
+    my_bool is_null, err;
+    size_t *outlen;
+} cell_t;
+
+long db_exec(logic_dbc_t *c, const char *sql, const char *in, const char *out, ...)
+{
+    if (!c->my)
+        return DB_ECONN;
+    size_t nin = strlen(in), nout = strlen(out);
+    if (nin > 32 || nout > 32)
+        return DB_ERR;
+    MYSQL_STMT *st = stmt_get(c, sql);
+    if (!st)
+        return c->broken ? DB_ECONN : DB_ERR;
+    MYSQL_BIND pb[32], rb[32];
+    cell_t pc[32], rc_[32];
+    memset(pb, 0, sizeof(MYSQL_BIND) * (nin ? nin : 1));
+    memset(rb, 0, sizeof(MYSQL_BIND) * (nout ? nout : 1));
+    memset(pc, 0, sizeof(cell_t) * (nin ? nin : 1));
+    memset(rc_, 0, sizeof(cell_t) * (nout ? nout : 1));
+    va_list ap;
+    va_start(ap, out);
+    for (size_t i = 0; i < nin; i++) {
+        MYSQL_BIND *b = &pb[i];
+        switch (in[i]) {
+        case 'U':
+            pc[i].u64 = va_arg(ap, uint64_t);
+            b->buffer_type = MYSQL_TYPE_LONGLONG;
+            b->buffer = &pc[i].u64;
+            b->is_unsigned = 1;
+            break;
+        case 'u':
+            pc[i].u32 = va_arg(ap, uint32_t);
+            b->buffer_type = MYSQL_TYPE_LONG;
+            b->buffer = &pc[i].u32;
+            b->is_unsigned = 1;
+            break;
+        case 'i':
+            pc[i].i32 = va_arg(ap, int);
+            b->buffer_type = MYSQL_TYPE_LONG;
+            b->buffer = &pc[i].i32;
+            break;
+        case 's': {
+            const char *s = va_arg(ap, const char *);
+            b->buffer_type = MYSQL_TYPE_STRING;
+            if (!s) {
+                pc[i].is_null = 1;
+                b->is_null = &pc[i].is_null;
+            } else {
+                b->buffer = (void *) s;
+                b->buffer_length = strlen(s);
+                pc[i].len = b->buffer_length;
+                b->length = &pc[i].len;
+            }
+            break;
+        }
+        case 'b': {
+            const void *p = va_arg(ap, const void *);
+            size_t n = va_arg(ap, size_t);
+            b->buffer_type = MYSQL_TYPE_BLOB;
+            b->buffer = (void *) p;
+            b->buffer_length = n;
+            pc[i].len = n;
+            b->length = &pc[i].len;
+            break;
+        }
+        default:
+            va_end(ap);
+            return DB_ERR;
+        }
+    }
+    for (size_t i = 0; i < nout; i++) {
+        MYSQL_BIND *b = &rb[i];
+        b->is_null = &rc_[i].is_null;
+        b->error = &rc_[i].err;
+        b->length = &rc_[i].len;
+        switch (out[i]) {
+        case 'U':
+            b->buffer_type = MYSQL_TYPE_LONGLONG;
+            b->buffer = va_arg(ap, uint64_t *);
+            b->is_unsigned = 1;
+            *(uint64_t *) b->buffer = 0;
+            break;
+        case 'u':
+            b->buffer_type = MYSQL_TYPE_LONG;
+            b->buffer = va_arg(ap, uint32_t *);
+            b->is_unsigned = 1;
+            *(uint32_t *) b->buffer = 0;
+            break;
+        case 'i':
+            b->buffer_type = MYSQL_TYPE_LONG;
+            b->buffer = va_arg(ap, int *);
+            *(int *) b->buffer = 0;
+            break;
+        case 's': {
+            char *buf = va_arg(ap, char *);
+            size_t cap = va_arg(ap, size_t);
+            b->buffer_type = MYSQL_TYPE_STRING;
+            b->buffer = buf;
+            b->buffer_length = cap ? cap - 1 : 0;
+            if (cap)
+                buf[0] = 0;
+            break;
+        }
+        case 'b': {
+            b->buffer_type = MYSQL_TYPE_BLOB;
+            b->buffer = va_arg(ap, void *);
+            b->buffer_length = va_arg(ap, size_t);
+            rc_[i].outlen = va_arg(ap, size_t *);
+            *rc_[i].outlen = 0;
+            break;
+        }
+        default:
+            va_end(ap);
+            return DB_ERR;
+        }
+    }
+    va_end(ap);
+
+    long ret;
+    if ((nin && mysql_stmt_bind_param(st, pb) != 0) || mysql_stmt_execute(st) != 0)
+        goto err;
+    if (!nout) {
+        my_ulonglong n = mysql_stmt_affected_rows(st);
+        return n == (my_ulonglong) -1 ? 0 : (long) n;
+    }
+    if (mysql_stmt_bind_result(st, rb) != 0)
+        goto err;
+    int f = mysql_stmt_fetch(st);
+    if (f == 1) {
+        mysql_stmt_free_result(st);
+        goto err;
+    }
+    ret = (f == MYSQL_NO_DATA) ? 0 : 1;
+    if (ret) {
+        for (size_t i = 0; i < nout; i++) {
+            if (out[i] == 's') {
+                size_t cap = rb[i].buffer_length;
+                size_t n = rc_[i].len < cap ? rc_[i].len : cap;
+                ((char *) rb[i].buffer)[rc_[i].is_null ? 0 : n] = 0;
+            } else if (out[i] == 'b') {
+                size_t n = rc_[i].len < rb[i].buffer_length ? rc_[i].len : rb[i].buffer_length;
+                *rc_[i].outlen = rc_[i].is_null ? 0 : n;
+            }
+        }
+    }
+    mysql_stmt_free_result(st);
+    mysql_stmt_reset(st);
+    return ret;
+err: {
+    unsigned e = mysql_stmt_errno(st);
+    if (e == ER_DUP_ENTRY)
+        return DB_EDUP;
+    log_warn("mysql (%u) %s: %.80s", e, mysql_stmt_error(st), sql);
+    if (is_conn_error(e)) {
+        c->broken = 1;
+        return DB_ECONN;
+    }
+    mysql_stmt_reset(st);
+    return DB_ERR;
+}
+}
+
+static int simple_query(logic_dbc_t *c, const char *q)
+{
+    if (!c->my)
+        return DB_ECONN;
+    if (mysql_query(c->my, q) != 0) {
+        unsigned e = mysql_errno(c->my);
+        log_warn("mysql %s: (%u) %s", q, e, mysql_error(c->my));
+        if (is_conn_error(e))
+            c->broken = 1;
+        return is_conn_error(e) ? DB_ECONN : DB_ERR;
+    }
+    return DB_OK;
+}
+
+int db_begin(logic_dbc_t *c)
+{
+    return simple_query(c, "START TRANSACTION");
+}
+
+int db_commit(logic_dbc_t *c)
+{
+    return simple_query(c, "COMMIT");
+}
+
+void db_rollback(logic_dbc_t *c)
+{
+    if (c->my && !c->broken)
+        simple_query(c, "ROLLBACK");
+}
+
+uint64_t db_insert_id(logic_dbc_t *c)
+{
+    return c->my ? (uint64_t) mysql_insert_id(c->my) : 0;
+}
+
+/* ---------------------------------------------------------------- workers */
+
+static void post_done(logic_job_t *job)
+{
+    job->next = NULL;
+    pthread_mutex_lock(&D.done_mu);
+    if (D.done_tail)
+        D.done_tail->next = job;
+    else
+        D.done_head = job;
+    D.done_tail = job;
+    pthread_mutex_unlock(&D.done_mu);
+    uv_async_send(&D.async);
+}
+
+static void *worker_main(void *arg)
+{
+    worker_t *w = arg;
+    shard_t *s = &D.shards[w->shard];
+    mysql_thread_init();
+    for (;;) {
+        pthread_mutex_lock(&w->mu);
+        while (!w->head && !w->stop)
+            pthread_cond_wait(&w->cv, &w->mu);
+        if (!w->head && w->stop) {
+            pthread_mutex_unlock(&w->mu);
+            break;
+        }
+        logic_job_t *job = w->head;
+        w->head = job->next;
+        if (!w->head)
+            w->tail = NULL;
+        pthread_mutex_unlock(&w->mu);
+
+        if (!w->conn.my) {
+            uint64_t now = im_mono_ms();
+            if (now >= w->retry_after_ms) {
+                if (conn_open(w) == 0) {
+                    s->ok = 1;
+                    w->retry_after_ms = 0;
+                } else {
+                    s->ok = 0;
+                    w->retry_after_ms = now + RETRY_MS;
+                }
+            }
+        }
+        if (!w->conn.my) {
+            job->rc = DB_ECONN;
+        } else {
+            job->rc = DB_OK;
+            job->work(job, &w->conn);
+            if (w->conn.broken) {
+                log_warn("mysql shard %u: connection lost; will reconnect", w->shard);
+                conn_reset(&w->conn);
+                s->ok = 0;
+                if (job->rc == DB_OK)
+                    job->rc = DB_ECONN;
+            }
+        }
+        post_done(job);
+    }
+    conn_reset(&w->conn);
+    mysql_thread_end();
+    return NULL;
+}
+
+static void on_async(uv_async_t *a)
+{
+    (void) a;
+    pthread_mutex_lock(&D.done_mu);
+    logic_job_t *job = D.done_head;
+    D.done_head = D.done_tail = NULL;
+    pthread_mutex_unlock(&D.done_mu);
+    while (job) {
+        logic_job_t *next = job->next;
+        if (job->rc == DB_ECONN)
+            im_metric_add(D.l->m.db_errors, 1);
+        job->done(job);
+        job = next;
+    }
+}
+
+void logic_db_submit(unsigned shard, uint64_t key, logic_job_t *job)
+{
+    shard_t *s = &D.shards[shard % D.nshards];
+    worker_t *w = &s->workers[key % (uint64_t) s->nworkers];
+    job->next = NULL;
+    job->rc = DB_OK;
+    pthread_mutex_lock(&w->mu);
+    if (w->tail)
+        w->tail->next = job;
+    else
+        w->head = job;
+    w->tail = job;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+unsigned logic_db_shards(void)
+{
+    return D.nshards;
+}
+
+int logic_db_shard_ok(unsigned shard)
+{
+    return shard < D.nshards && D.shards[shard].ok;
+}
+
+static int parse_shard(shard_t *s, const char *spec, size_t len)
+{
+    char buf[256];
+    if (len == 0 || len >= sizeof(buf))
+        return -1;
+    memcpy(buf, spec, len);
+    buf[len] = 0;
+    char *slash = strchr(buf, '/');
+    if (!slash || !slash[1])
+        return -1;
+    *slash = 0;
+    char *colon = strrchr(buf, ':');
+    s->port = 3306;
+    if (colon) {
+        *colon = 0;
+        char *end;
+        long p = strtol(colon + 1, &end, 10);
+        if (*end || p <= 0 || p > 65535)
+            return -1;
+        s->port = (unsigned) p;
+    }
+    if (strlen(buf) >= sizeof(s->host) || strlen(slash + 1) >= sizeof(s->db))
+        return -1;
+    strcpy(s->host, buf);
+    strcpy(s->db, slash + 1);
+    return 0;
+}
+
+int logic_db_start(logic_t *l)
+{
+    D.l = l;
+    D.user = l->cfg.mysql_user;
+    D.password = l->cfg.mysql_password;
+    const char *p = l->cfg.mysql_shards;
+    while (*p) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t) (comma - p) : strlen(p);
+        if (D.nshards == MAX_SHARDS || parse_shard(&D.shards[D.nshards], p, len) < 0) {
+            log_error("mysql_shards: bad entry \"%.*s\" (want host:port/db)", (int) len, p);
+            return -1;
+        }
+        D.nshards++;
+        p += len + (comma ? 1 : 0);
+    }
+    if (D.nshards != 4) {
+        log_error("mysql_shards: %u entries; the data placement needs exactly 4 (im_0..im_3)",
+                  D.nshards);
+        return -1;
+    }
+    if (mysql_library_init(0, NULL, NULL) != 0)
+        return -1;
+    pthread_mutex_init(&D.done_mu, NULL);
+    uv_async_init(l->loop, &D.async, on_async);
+    for (unsigned i = 0; i < D.nshards; i++) {
+        shard_t *s = &D.shards[i];
+        s->nworkers = (int) l->cfg.mysql_pool;
+        for (int k = 0; k < s->nworkers; k++) {
+            worker_t *w = &s->workers[k];
+            w->shard = i;
+            pthread_mutex_init(&w->mu, NULL);
+            pthread_cond_init(&w->cv, NULL);
+            if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+                log_error("pthread_create: %s", strerror(errno));
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+void logic_db_stop(void)
+{
+    for (unsigned i = 0; i < D.nshards; i++) {
+        shard_t *s = &D.shards[i];
+        for (int k = 0; k < s->nworkers; k++) {
+            worker_t *w = &s->workers[k];
+            pthread_mutex_lock(&w->mu);
+            w->stop = 1;
+            pthread_cond_signal(&w->cv);
+            pthread_mutex_unlock(&w->mu);
+        }
+        for (int k = 0; k < s->nworkers; k++)
+            pthread_join(s->workers[k].thread, NULL);
+    }
+    if (D.nshards) {
+        on_async(&D.async); /* run what finished meanwhile */
+        uv_close((uv_handle_t *) &D.async, NULL);
+    }
+    mysql_library_end();
+}

@@ -1,0 +1,460 @@
+/* logic_http: the business HTTP API (DESIGN.md "Business HTTP API").
+ *
+ * libmicrohttpd runs its own thread. A request is read and checked there (size, API key), then
+ * the connection is suspended and the request handed to the loop through a uv_async; the loop
+ * does the work (MySQL jobs, Redis), stores the JSON answer and resumes the connection, and
+ * MHD's thread sends it. /healthz and /metrics are answered on MHD's thread directly. */
+#include <jansson.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "im_cmd.h"
+#include "im_http.h"
+#include "im_log.h"
+#include "im_shard.h"
+#include "logic.h"
+#include "logic_user.h"
+
+enum { HR_RECEIVING, HR_PENDING, HR_DONE };
+
+typedef struct http_req_s {
+    struct http_req_s *next;
+    struct MHD_Connection *conn;
+    char method[8];
+    char url[256];
+    char *body;
+    size_t len, cap;
+    int too_large;
+    int state;
+    unsigned status;
+    char *resp;
+    uint64_t start_ms;
+} http_req_t;
+
+static struct {
+    struct MHD_Daemon *d;
+    uv_async_t async;
+    pthread_mutex_t mu;
+    http_req_t *head, *tail;
+    int inflight; /* loop-side count of suspended requests */
+    uint8_t key_hash[32];
+    int stopping;
+} H;
+
+/* ---------------------------------------------------------------- answers (loop thread) */
+
+static int code_for_status(unsigned st)
+{
+    switch (st) {
+    case 200:
+        return 0;
+    case 400:
+        return IM_ERR_INVALID_PARAMETER;
+    case 401:
+        return IM_ERR_PERMISSION_DENIED;
+    case 404:
+        return IM_ERR_NOT_FOUND;
+    case 409:
+        return IM_ERR_USER_ALREADY_EXIST;
+    case 413:
+        return IM_ERR_PAYLOAD_TOO_LARGE;
+    case 429:
+        return IM_ERR_RATE_LIMITED;
+    case 503:
+        return IM_ERR_STORAGE_UNAVAILABLE;
+    default:
+        return IM_ERR_INTERNAL;
+    }
+}
+
+/* Build the answer text: obj (stolen, may be NULL) + error_code + error_msg. */
+static char *answer_text(unsigned status, int error_code, const char *msg, json_t *obj)
+{
+    if (!obj)
+        obj = json_object();
+    json_object_set_new(obj, "error_code",
+                        json_integer(error_code >= 0 ? error_code : code_for_status(status)));
+    json_object_set_new(obj, "error_msg", json_string(msg ? msg : status == 200 ? "ok" : "error"));
+    char *s = json_dumps(obj, JSON_COMPACT);
+    json_decref(obj);
+    return s;
+}
+
+/* Finish a suspended request from the loop: MHD's thread sends it. */
+static void http_finish(http_req_t *r, unsigned status, int error_code, const char *msg,
+                        json_t *obj)
+{
+    r->status = status;
+    r->resp = answer_text(status, error_code, msg, obj);
+    r->state = HR_DONE;
+    H.inflight--;
+    im_metric_add(g_logic.m.http_requests, 1);
+    if (status >= 400)
+        im_metric_add(g_logic.m.http_errors, 1);
+    MHD_resume_connection(r->conn);
+}
+
+/* ---------------------------------------------------------------- endpoints */
+
+static json_t *token_obj(uint64_t uid, uint32_t ver)
+{
+    char token[IM_TOKEN_MAX];
+    im_token_mint(g_logic.token_key, uid, ver,
+                  (uint64_t) time(NULL) + (uint64_t) g_logic.cfg.token_ttl, token);
+    json_t *o = json_object();
+    json_object_set_new(o, "user_id", json_integer((json_int_t) uid));
+    json_object_set_new(o, "token", json_string(token));
+    sodium_memzero(token, sizeof(token));
+    return o;
+}
+
+static void users_created(void *ud, int result, uint64_t uid, uint32_t ver)
+{
+    http_req_t *r = ud;
+    if (result == IM_ERR_SUCCESS) {
+        log_info("api: user %llu created", (unsigned long long) uid);
+        http_finish(r, 200, 0, "ok", token_obj(uid, ver));
+    } else if (result == IM_ERR_USER_ALREADY_EXIST) {
+        http_finish(r, 409, IM_ERR_USER_ALREADY_EXIST, "user_id or user_name exists", NULL);
+    } else if (result == IM_ERR_STORAGE_UNAVAILABLE) {
+        http_finish(r, 503, -1, "storage unavailable, try later", NULL);
+    } else {
+        http_finish(r, 500, -1, "internal error", NULL);
+    }
+}
+
+static int json_id(json_t *v, uint64_t *out)
+{
+    if (!v)
+        return 0;
+    if (!json_is_integer(v) || json_integer_value(v) <= 0 ||
+        json_integer_value(v) >= 9007199254740992LL)
+        return -1;
+    *out = (uint64_t) json_integer_value(v);
+    return 1;
+}
+
+static const char *json_str(json_t *o, const char *k, int *bad)
+{
+    json_t *v = json_object_get(o, k);
+    if (!v || json_is_null(v))
+        return NULL;
+    if (!json_is_string(v)) {
+        *bad = 1;
+        return NULL;
+    }
+    return json_string_value(v);
+}
+
+static void api_users_post(http_req_t *r, json_t *body)
+{
+    uint64_t uid = 0;
+    int bad = 0;
+    if (json_id(json_object_get(body, "user_id"), &uid) < 0)
+        return http_finish(r, 400, -1, "user_id must be a positive integer below 2^53", NULL);
+    const char *name = json_str(body, "user_name", &bad);
+    const char *nick = json_str(body, "nick_name", &bad);
+    const char *avatar = json_str(body, "avatar_url", &bad);
+    const char *pwd = json_str(body, "password", &bad);
+    if (bad)
+        return http_finish(r, 400, -1, "user_name, nick_name, avatar_url, password: strings",
+                           NULL);
+    if (name && !logic_user_name_valid(name))
+        return http_finish(r, 400, IM_ERR_USER_INVALID_PARAMETER,
+                           "user_name: 3-32 characters of [A-Za-z0-9_.-]", NULL);
+    if (pwd && !logic_user_pwd_valid(pwd, strlen(pwd)))
+        return http_finish(r, 400, IM_ERR_USER_INVALID_PARAMETER, "password: 6-128 bytes", NULL);
+    if ((nick && strlen(nick) > 128) || (avatar && strlen(avatar) > 512))
+        return http_finish(r, 400, -1, "nick_name <= 128 bytes, avatar_url <= 512 bytes", NULL);
+    logic_user_create(uid, name, nick, avatar, pwd, users_created, r);
+}
+
+static void token_user_found(void *ud, int rc, const logic_user_t *u)
+{
+    http_req_t *r = ud;
+    if (rc < 0)
+        return http_finish(r, 503, -1, "storage unavailable, try later", NULL);
+    if (rc == 0)
+        return http_finish(r, 404, IM_ERR_USER_NOT_EXIST, "no such user", NULL);
+    http_finish(r, 200, 0, "ok", token_obj(u->user_id, u->token_ver));
+}
+
+typedef struct {
+    http_req_t *r;
+    uint64_t uid;
+    uint32_t ver;
+} rotate_t;
+
+static void rotate_kicked(void *ud, int kicked)
+{
+    rotate_t *rt = ud;
+    json_t *o = token_obj(rt->uid, rt->ver);
+    json_object_set_new(o, "kicked", json_integer(kicked > 0 ? kicked : 0));
+    log_info("api: token of user %llu rotated (version %u), %d connection(s) kicked",
+             (unsigned long long) rt->uid, rt->ver, kicked > 0 ? kicked : 0);
+    http_finish(rt->r, 200, 0, "ok", o);
+    free(rt);
+}
+
+static void token_bumped(void *ud, int rc, uint32_t ver)
+{
+    rotate_t *rt = ud;
+    if (rc <= 0) {
+        http_finish(rt->r, rc < 0 ? 503 : 404, rc < 0 ? -1 : IM_ERR_USER_NOT_EXIST,
+                    rc < 0 ? "storage unavailable, try later" : "no such user", NULL);
+        free(rt);
+        return;
+    }
+    rt->ver = ver;
+    /* older tokens stop working now; connections made with them are closed (reason 2) */
+    logic_auth_kick_user(rt->uid, IM_KICK_API, rotate_kicked, rt);
+}
+
+/* "/api/v1/users/123/token" -> 123 with rest "token" */
+static int parse_uid_path(const char *url, const char *prefix, uint64_t *uid, const char **rest)
+{
+    size_t pl = strlen(prefix);
+    if (strncmp(url, prefix, pl) != 0)
+        return 0;
+    const char *p = url + pl;
+    uint64_t v = 0;
+    int digits = 0;
+    while (*p >= '0' && *p <= '9') {
+        if (v > 900719925474099ULL)
+            return 0;
+        v = v * 10 + (uint64_t) (*p - '0');
+        p++;
+        digits++;
+    }
+    if (!digits || !v || (*p && *p != '/'))
+        return 0;
+    *uid = v;
+    *rest = *p ? p + 1 : p;
+    return 1;
+}
+
+static void route(http_req_t *r)
+{
+    int is_get = strcmp(r->method, "GET") == 0, is_post = strcmp(r->method, "POST") == 0;
+    json_t *body = NULL;
+    if (is_post && r->len) {
+        json_error_t err;
+        body = json_loadb(r->body ? r->body : "", r->len, JSON_REJECT_DUPLICATES, &err);
+        if (!body || !json_is_object(body)) {
+            json_decref(body);
+            return http_finish(r, 400, -1, "malformed JSON (an object is expected)", NULL);
+        }
+    }
+    uint64_t uid = 0;
+    const char *rest = NULL;
+    if (strcmp(r->url, "/api/v1/users") == 0 && is_post) {
+        if (!body)
+            http_finish(r, 400, -1, "JSON body expected", NULL);
+        else
+            api_users_post(r, body);
+    } else if (parse_uid_path(r->url, "/api/v1/users/", &uid, &rest) &&
+               strcmp(rest, "token") == 0 && (is_get || is_post)) {
+        if (is_get) {
+            logic_user_get(uid, NULL, token_user_found, r);
+        } else {
+            rotate_t *rt = calloc(1, sizeof(*rt));
+            if (!rt) {
+                http_finish(r, 500, -1, "out of memory", NULL);
+            } else {
+                rt->r = r;
+                rt->uid = uid;
+                logic_user_bump_token(uid, token_bumped, rt);
+            }
+        }
+    } else {
+        http_finish(r, 404, IM_ERR_NOT_FOUND, "no such endpoint", NULL);
+    }
+    json_decref(body);
+}
+
+static void on_async(uv_async_t *a)
+{
+    (void) a;
+    pthread_mutex_lock(&H.mu);
+    http_req_t *r = H.head;
+    H.head = H.tail = NULL;
+    pthread_mutex_unlock(&H.mu);
+    while (r) {
+        http_req_t *next = r->next;
+        H.inflight++;
+        if (H.stopping)
+            http_finish(r, 503, -1, "shutting down", NULL);
+        else
+            route(r);
+        r = next;
+    }
+}
+
+/* ---------------------------------------------------------------- MHD thread */
+
+static int key_ok(struct MHD_Connection *c)
+{
+    const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+    if (!h || strncmp(h, "Bearer ", 7) != 0)
+        return 0;
+    uint8_t got[32];
+    crypto_generichash(got, sizeof(got), (const uint8_t *) h + 7, strlen(h + 7), NULL, 0);
+    return sodium_memcmp(got, H.key_hash, sizeof(got)) == 0;
+}
+
+static im_mhd_result direct(http_req_t *r, unsigned status, const char *msg)
+{
+    char *s = answer_text(status, -1, msg, NULL);
+    r->status = status;
+    im_metric_add(g_logic.m.http_requests, 1);
+    if (status >= 400)
+        im_metric_add(g_logic.m.http_errors, 1);
+    im_mhd_result ret = im_http_reply(r->conn, status, "application/json", s, strlen(s));
+    free(s);
+    return ret;
+}
+
+static im_mhd_result access_cb(void *cls, struct MHD_Connection *c, const char *url,
+                               const char *method, const char *version, const char *upload,
+                               size_t *upload_size, void **con_cls)
+{
+    (void) cls;
+    (void) version;
+    http_req_t *r = *con_cls;
+    if (!r) {
+        r = calloc(1, sizeof(*r));
+        if (!r)
+            return MHD_NO;
+        r->conn = c;
+        snprintf(r->method, sizeof(r->method), "%s", method);
+        snprintf(r->url, sizeof(r->url), "%s", url);
+        r->start_ms = im_mono_ms();
+        *con_cls = r;
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        size_t n = *upload_size;
+        *upload_size = 0;
+        if (r->too_large || r->len + n > (size_t) g_logic.cfg.max_body) {
+            r->too_large = 1;
+            return MHD_YES; /* read and drop the rest, then answer 413 */
+        }
+        if (r->len + n + 1 > r->cap) {
+            size_t cap = r->cap ? r->cap : 1024;
+            while (cap < r->len + n + 1)
+                cap *= 2;
+            char *nb = realloc(r->body, cap);
+            if (!nb)
+                return MHD_NO;
+            r->body = nb;
+            r->cap = cap;
+        }
+        memcpy(r->body + r->len, upload, n);
+        r->len += n;
+        return MHD_YES;
+    }
+    if (r->state == HR_DONE) {
+        im_mhd_result ret =
+            im_http_reply(c, r->status, "application/json", r->resp, strlen(r->resp));
+        return ret;
+    }
+    if (r->state == HR_PENDING)
+        return MHD_YES;
+    if (strcmp(url, "/healthz") == 0) {
+        char body[256];
+        int ok = im_redis_connected(g_logic.redis) && g_logic.worker_id >= 0;
+        int n = snprintf(body, sizeof(body), "{\"status\":\"%s\",\"redis\":%s,\"mysql\":[",
+                         ok ? "ok" : "degraded",
+                         im_redis_connected(g_logic.redis) ? "true" : "false");
+        for (unsigned i = 0; i < logic_db_shards(); i++) {
+            int sok = logic_db_shard_ok(i);
+            ok &= sok;
+            n += snprintf(body + n, sizeof(body) - (size_t) n, "%s%s", i ? "," : "",
+                          sok ? "true" : "false");
+        }
+        n += snprintf(body + n, sizeof(body) - (size_t) n, "],\"worker_id\":%d}\n",
+                      g_logic.worker_id);
+        r->status = ok ? 200 : 503;
+        return im_http_reply(c, r->status, "application/json", body, (size_t) n);
+    }
+    if (strcmp(url, "/metrics") == 0) {
+        r->status = 200;
+        return im_http_metrics(c);
+    }
+    if (!key_ok(c))
+        return direct(r, 401, "missing or wrong API key");
+    if (r->too_large)
+        return direct(r, 413, "body over the limit");
+    /* hand it to the loop */
+    r->state = HR_PENDING;
+    MHD_suspend_connection(c);
+    pthread_mutex_lock(&H.mu);
+    if (H.tail)
+        H.tail->next = r;
+    else
+        H.head = r;
+    H.tail = r;
+    pthread_mutex_unlock(&H.mu);
+    uv_async_send(&H.async);
+    return MHD_YES;
+}
+
+static void completed_cb(void *cls, struct MHD_Connection *c, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void) cls;
+    (void) c;
+    (void) toe;
+    http_req_t *r = *con_cls;
+    if (!r)
+        return;
+    if (strcmp(r->url, "/healthz") != 0 && strcmp(r->url, "/metrics") != 0)
+        log_info("http %s %s -> %u (%llu ms)", r->method, r->url, r->status,
+                 (unsigned long long) (im_mono_ms() - r->start_ms));
+    free(r->body);
+    free(r->resp);
+    free(r);
+    *con_cls = NULL;
+}
+
+int logic_http_start(logic_t *l)
+{
+    if (!l->cfg.logic_http_port)
+        return 0;
+    crypto_generichash(H.key_hash, sizeof(H.key_hash), (const uint8_t *) l->api_key,
+                       strlen(l->api_key), NULL, 0);
+    pthread_mutex_init(&H.mu, NULL);
+    uv_async_init(l->loop, &H.async, on_async);
+    H.d = im_http_start(l->cfg.logic_http_host, (int) l->cfg.logic_http_port, access_cb, l,
+                        completed_cb, 1);
+    if (!H.d)
+        return -1;
+    log_info("HTTP API on %s:%lld", l->cfg.logic_http_host, l->cfg.logic_http_port);
+    return 0;
+}
+
+int logic_http_busy(void)
+{
+    return H.inflight;
+}
+
+void logic_http_stop(void)
+{
+    if (!H.d)
+        return;
+    H.stopping = 1;
+    on_async(&H.async); /* answer what is queued */
+    MHD_quiesce_daemon(H.d);
+}
+
+void logic_http_close(void)
+{
+    if (!H.d)
+        return;
+    MHD_stop_daemon(H.d);
+    H.d = NULL;
+    uv_close((uv_handle_t *) &H.async, NULL);
+}
