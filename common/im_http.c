@@ -41,7 +41,7 @@ im_mhd_result im_http_metrics(struct MHD_Connection *c)
 }
 
 struct MHD_Daemon *im_http_start(const char *host, int port, MHD_AccessHandlerCallback cb,
-                                 void *ud, MHD_RequestCompletedCallback done, int suspend)
+                                 void *ud, MHD_RequestCompletedCallback done, int thread_per_conn)
 {
     struct sockaddr_in sin;
     memset(&sin, 0, sizeof(sin));
@@ -53,9 +53,11 @@ struct MHD_Daemon *im_http_start(const char *host, int port, MHD_AccessHandlerCa
         log_error("http: bad address %s", host);
         return NULL;
     }
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL_LINUX_ONLY;
-    if (suspend)
-        flags |= MHD_ALLOW_SUSPEND_RESUME;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD;
+    if (thread_per_conn)
+        flags |= MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL;
+    else
+        flags |= MHD_USE_EPOLL_LINUX_ONLY;
     struct MHD_Daemon *d = MHD_start_daemon(
         flags, (uint16_t) port, NULL, NULL, cb, ud, MHD_OPTION_SOCK_ADDR, &sin,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned) 30, MHD_OPTION_CONNECTION_LIMIT, (unsigned) 1000,

@@ -16,8 +16,9 @@ im_mhd_result im_http_reply(struct MHD_Connection *c, unsigned status, const cha
                             const char *body, size_t len);
 /* Queue the Prometheus text of the metrics registry. */
 im_mhd_result im_http_metrics(struct MHD_Connection *c);
-/* Start a daemon with its own polling thread on host:port (host NULL = all). NULL on error. */
+/* Start a daemon on host:port (host NULL = all) with its own polling thread, and with a thread
+ * per connection when thread_per_conn (handlers may then block). NULL on error. */
 struct MHD_Daemon *im_http_start(const char *host, int port, MHD_AccessHandlerCallback cb,
-                                 void *ud, MHD_RequestCompletedCallback done, int suspend);
+                                 void *ud, MHD_RequestCompletedCallback done, int thread_per_conn);
 
 #endif

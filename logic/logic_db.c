@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "im_log.h"
 #include "logic.h"
@@ -360,8 +361,27 @@ static void *worker_main(void *arg)
     mysql_thread_init();
     for (;;) {
         pthread_mutex_lock(&w->mu);
-        while (!w->head && !w->stop)
-            pthread_cond_wait(&w->cv, &w->mu);
+        while (!w->head && !w->stop) {
+            if (!w->conn.my) {
+                /* keep (re)connecting in the background, so /healthz tells the truth and the
+                 * first request after an outage does not wait for the connect */
+                pthread_mutex_unlock(&w->mu);
+                uint64_t now = im_mono_ms();
+                if (now >= w->retry_after_ms) {
+                    s->ok = conn_open(w) == 0;
+                    w->retry_after_ms = s->ok ? 0 : now + RETRY_MS;
+                }
+                pthread_mutex_lock(&w->mu);
+                if (w->head || w->stop)
+                    break;
+                struct timespec ts;
+                clock_gettime(CLOCK_REALTIME, &ts);
+                ts.tv_sec += 1;
+                pthread_cond_timedwait(&w->cv, &w->mu, &ts);
+            } else {
+                pthread_cond_wait(&w->cv, &w->mu);
+            }
+        }
         if (!w->head && w->stop) {
             pthread_mutex_unlock(&w->mu);
             break;

@@ -1,9 +1,11 @@
 /* logic_http: the business HTTP API (DESIGN.md "Business HTTP API").
  *
- * libmicrohttpd runs its own thread. A request is read and checked there (size, API key), then
- * the connection is suspended and the request handed to the loop through a uv_async; the loop
- * does the work (MySQL jobs, Redis), stores the JSON answer and resumes the connection, and
- * MHD's thread sends it. /healthz and /metrics are answered on MHD's thread directly. */
+ * libmicrohttpd runs a thread per connection. A request is read and checked there (size, API
+ * key), then handed to the loop through a uv_async, and that thread waits for the answer; the
+ * loop does the work (MySQL jobs, Redis), stores the JSON answer and signals. (MHD 0.9.75's
+ * suspend/resume lost wake-ups when the loop answered before the access handler had returned;
+ * a blocked connection thread has no such race.) /healthz and /metrics are answered on the
+ * connection's thread directly. */
 #include <jansson.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -32,6 +34,9 @@ typedef struct http_req_s {
     unsigned status;
     char *resp;
     uint64_t start_ms;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int sync_init;
 } http_req_t;
 
 static struct {
@@ -42,6 +47,7 @@ static struct {
     int inflight; /* loop-side count of suspended requests */
     uint8_t key_hash[32];
     int stopping;
+    int closed; /* set before MHD_stop_daemon: connection threads stop waiting for the loop */
 } H;
 
 /* ---------------------------------------------------------------- answers (loop thread) */
@@ -87,14 +93,17 @@ static char *answer_text(unsigned status, int error_code, const char *msg, json_
 static void http_finish(http_req_t *r, unsigned status, int error_code, const char *msg,
                         json_t *obj)
 {
-    r->status = status;
-    r->resp = answer_text(status, error_code, msg, obj);
-    r->state = HR_DONE;
+    char *text = answer_text(status, error_code, msg, obj);
     H.inflight--;
     im_metric_add(g_logic.m.http_requests, 1);
     if (status >= 400)
         im_metric_add(g_logic.m.http_errors, 1);
-    MHD_resume_connection(r->conn);
+    pthread_mutex_lock(&r->mu);
+    r->status = status;
+    r->resp = text;
+    r->state = HR_DONE;
+    pthread_cond_signal(&r->cv);
+    pthread_mutex_unlock(&r->mu);
 }
 
 /* ---------------------------------------------------------------- endpoints */
@@ -356,22 +365,16 @@ static im_mhd_result access_cb(void *cls, struct MHD_Connection *c, const char *
         r->len += n;
         return MHD_YES;
     }
-    if (r->state == HR_DONE) {
-        im_mhd_result ret =
-            im_http_reply(c, r->status, "application/json", r->resp, strlen(r->resp));
-        return ret;
-    }
-    if (r->state == HR_PENDING)
-        return MHD_YES;
     if (strcmp(url, "/healthz") == 0) {
         char body[256];
         int ok = im_redis_connected(g_logic.redis) && g_logic.worker_id >= 0;
+        for (unsigned i = 0; i < logic_db_shards(); i++)
+            ok &= logic_db_shard_ok(i);
         int n = snprintf(body, sizeof(body), "{\"status\":\"%s\",\"redis\":%s,\"mysql\":[",
                          ok ? "ok" : "degraded",
                          im_redis_connected(g_logic.redis) ? "true" : "false");
         for (unsigned i = 0; i < logic_db_shards(); i++) {
             int sok = logic_db_shard_ok(i);
-            ok &= sok;
             n += snprintf(body + n, sizeof(body) - (size_t) n, "%s%s", i ? "," : "",
                           sok ? "true" : "false");
         }
@@ -388,9 +391,11 @@ static im_mhd_result access_cb(void *cls, struct MHD_Connection *c, const char *
         return direct(r, 401, "missing or wrong API key");
     if (r->too_large)
         return direct(r, 413, "body over the limit");
-    /* hand it to the loop */
+    /* hand it to the loop and wait for the answer (this is the connection's own thread) */
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_cond_init(&r->cv, NULL);
+    r->sync_init = 1;
     r->state = HR_PENDING;
-    MHD_suspend_connection(c);
     pthread_mutex_lock(&H.mu);
     if (H.tail)
         H.tail->next = r;
@@ -399,7 +404,23 @@ static im_mhd_result access_cb(void *cls, struct MHD_Connection *c, const char *
     H.tail = r;
     pthread_mutex_unlock(&H.mu);
     uv_async_send(&H.async);
-    return MHD_YES;
+    pthread_mutex_lock(&r->mu);
+    while (r->state != HR_DONE && !__atomic_load_n(&H.closed, __ATOMIC_ACQUIRE)) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 100 * 1000 * 1000;
+        if (ts.tv_nsec >= 1000000000) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait(&r->cv, &r->mu, &ts);
+    }
+    int done = r->state == HR_DONE;
+    pthread_mutex_unlock(&r->mu);
+    if (!done) /* the loop is gone: shutting down */
+        return im_http_reply(c, 503, "application/json",
+                             "{\"error_code\":3006,\"error_msg\":\"shutting down\"}", 47);
+    return im_http_reply(c, r->status, "application/json", r->resp, strlen(r->resp));
 }
 
 static void completed_cb(void *cls, struct MHD_Connection *c, void **con_cls,
@@ -414,6 +435,10 @@ static void completed_cb(void *cls, struct MHD_Connection *c, void **con_cls,
     if (strcmp(r->url, "/healthz") != 0 && strcmp(r->url, "/metrics") != 0)
         log_info("http %s %s -> %u (%llu ms)", r->method, r->url, r->status,
                  (unsigned long long) (im_mono_ms() - r->start_ms));
+    if (r->sync_init) {
+        pthread_mutex_destroy(&r->mu);
+        pthread_cond_destroy(&r->cv);
+    }
     free(r->body);
     free(r->resp);
     free(r);
@@ -429,7 +454,7 @@ int logic_http_start(logic_t *l)
     pthread_mutex_init(&H.mu, NULL);
     uv_async_init(l->loop, &H.async, on_async);
     H.d = im_http_start(l->cfg.logic_http_host, (int) l->cfg.logic_http_port, access_cb, l,
-                        completed_cb, 1);
+                        completed_cb, 1 /* a thread per connection */);
     if (!H.d)
         return -1;
     log_info("HTTP API on %s:%lld", l->cfg.logic_http_host, l->cfg.logic_http_port);
@@ -454,6 +479,7 @@ void logic_http_close(void)
 {
     if (!H.d)
         return;
+    __atomic_store_n(&H.closed, 1, __ATOMIC_RELEASE);
     MHD_stop_daemon(H.d);
     H.d = NULL;
     uv_close((uv_handle_t *) &H.async, NULL);

@@ -352,6 +352,7 @@ static void stop_final(uv_timer_t *t)
     }
     close_handle((uv_handle_t *) t);
     logic_http_close();
+    logic_db_stop(); /* joins the workers; finished jobs run their callbacks */
     uint64_t k;
     void *v;
     for (size_t it = 0; im_map_next(&l->gates, &it, &k, &v);) {
@@ -485,8 +486,6 @@ int main(int argc, char **argv)
 
     uv_run(l->loop, UV_RUN_DEFAULT);
 
-    logic_db_stop();
-    uv_run(l->loop, UV_RUN_DEFAULT); /* close callbacks of the last handles */
     uv_loop_close(l->loop);
     im_map_free(&l->gates);
     free(l->dummy_hash);
