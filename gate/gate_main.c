@@ -85,7 +85,7 @@ static void metrics_init(gate_t *g)
     for (int i = 0; i < 8; i++) {
         char name[96];
         snprintf(name, sizeof(name), "cim_gate_connections_by_type{client_type=\"%s\"}", types[i]);
-        m->by_type[i] = im_metrics_gauge(strdup(name), "logged-in connections by client type");
+        m->by_type[i] = im_metrics_gauge(name, "logged-in connections by client type");
     }
     m->accepted = im_metrics_counter("cim_gate_accepted_total", "connections accepted");
     m->closed = im_metrics_counter("cim_gate_closed_total", "connections closed");

@@ -100,8 +100,13 @@ struct logic_job_s {
     logic_job_t *next;
     void (*work)(logic_job_t *job, logic_dbc_t *c); /* worker thread */
     void (*done)(logic_job_t *job);                 /* loop thread */
-    int rc;                                         /* set by work: 0 or DB_E* */
+    /* optional: jobs queued back to back with the same batch function run together (one
+     * transaction), at most LOGIC_DB_BATCH_MAX; it sets every job's rc. work is then unused. */
+    void (*batch)(logic_job_t **jobs, int n, logic_dbc_t *c);
+    int rc; /* set by work: 0 or DB_E* */
 };
+
+#define LOGIC_DB_BATCH_MAX 1024
 
 enum { DB_OK = 0, DB_ERR = -1, DB_EDUP = -2, DB_ECONN = -3 };
 
@@ -122,6 +127,12 @@ int logic_db_shard_ok(unsigned shard);
  * With out columns: fetches the first row; returns 1 (row), 0 (none). Without: returns affected
  * rows. Negative: DB_EDUP (duplicate key), DB_ECONN (connection lost: reset), DB_ERR. */
 long db_exec(logic_dbc_t *c, const char *sql, const char *in, const char *out, ...);
+/* As db_exec, for every row: the out buffers are filled, then row(ud) copies what it needs.
+ * Returns the number of rows, or negative as db_exec. */
+long db_query(logic_dbc_t *c, const char *sql, void (*row)(void *ud), void *ud, const char *in,
+              const char *out, ...);
+/* START TRANSACTION WITH CONSISTENT SNAPSHOT (reads that must agree) */
+int db_begin_snapshot(logic_dbc_t *c);
 int db_begin(logic_dbc_t *c);
 int db_commit(logic_dbc_t *c);
 void db_rollback(logic_dbc_t *c);

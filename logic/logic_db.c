@@ -33,6 +33,7 @@ struct logic_dbc_s {
     stmt_slot_t stmts[MAX_STMTS];
     int nstmts;
     int broken; /* set by db_exec on a connection error */
+    MYSQL_STMT *last; /* the statement run last (for its insert id) */
 };
 
 typedef struct worker_s {
@@ -72,6 +73,7 @@ static void conn_reset(logic_dbc_t *c)
     for (int i = 0; i < c->nstmts; i++)
         mysql_stmt_close(c->stmts[i].stmt);
     c->nstmts = 0;
+    c->last = NULL;
     if (c->my)
         mysql_close(c->my);
     c->my = NULL;
@@ -145,7 +147,8 @@ typedef struct {
     size_t *outlen;
 } cell_t;
 
-long db_exec(logic_dbc_t *c, const char *sql, const char *in, const char *out, ...)
+static long db_run(logic_dbc_t *c, const char *sql, const char *in, const char *out,
+                   void (*row)(void *ud), void *ud, va_list ap)
 {
     if (!c->my)
         return DB_ECONN;
@@ -161,8 +164,6 @@ long db_exec(logic_dbc_t *c, const char *sql, const char *in, const char *out, .
     memset(rb, 0, sizeof(MYSQL_BIND) * (nout ? nout : 1));
     memset(pc, 0, sizeof(cell_t) * (nin ? nin : 1));
     memset(rc_, 0, sizeof(cell_t) * (nout ? nout : 1));
-    va_list ap;
-    va_start(ap, out);
     for (size_t i = 0; i < nin; i++) {
         MYSQL_BIND *b = &pb[i];
         switch (in[i]) {
@@ -208,7 +209,6 @@ long db_exec(logic_dbc_t *c, const char *sql, const char *in, const char *out, .
             break;
         }
         default:
-            va_end(ap);
             return DB_ERR;
         }
     }
@@ -254,13 +254,12 @@ long db_exec(logic_dbc_t *c, const char *sql, const char *in, const char *out, .
             break;
         }
         default:
-            va_end(ap);
             return DB_ERR;
         }
     }
-    va_end(ap);
 
-    long ret;
+    long ret = 0;
+    c->last = st;
     if ((nin && mysql_stmt_bind_param(st, pb) != 0) || mysql_stmt_execute(st) != 0)
         goto err;
     if (!nout) {
@@ -269,13 +268,14 @@ long db_exec(logic_dbc_t *c, const char *sql, const char *in, const char *out, .
     }
     if (mysql_stmt_bind_result(st, rb) != 0)
         goto err;
-    int f = mysql_stmt_fetch(st);
-    if (f == 1) {
-        mysql_stmt_free_result(st);
-        goto err;
-    }
-    ret = (f == MYSQL_NO_DATA) ? 0 : 1;
-    if (ret) {
+    for (;;) {
+        int f = mysql_stmt_fetch(st);
+        if (f == 1) {
+            mysql_stmt_free_result(st);
+            goto err;
+        }
+        if (f == MYSQL_NO_DATA)
+            break;
         for (size_t i = 0; i < nout; i++) {
             if (out[i] == 's') {
                 size_t cap = rb[i].buffer_length;
@@ -286,6 +286,10 @@ long db_exec(logic_dbc_t *c, const char *sql, const char *in, const char *out, .
                 *rc_[i].outlen = rc_[i].is_null ? 0 : n;
             }
         }
+        ret++;
+        if (!row)
+            break; /* first row only */
+        row(ud);
     }
     mysql_stmt_free_result(st);
     mysql_stmt_reset(st);
@@ -302,6 +306,25 @@ err: {
     mysql_stmt_reset(st);
     return DB_ERR;
 }
+}
+
+long db_exec(logic_dbc_t *c, const char *sql, const char *in, const char *out, ...)
+{
+    va_list ap;
+    va_start(ap, out);
+    long n = db_run(c, sql, in, out, NULL, NULL, ap);
+    va_end(ap);
+    return n;
+}
+
+long db_query(logic_dbc_t *c, const char *sql, void (*row)(void *ud), void *ud, const char *in,
+              const char *out, ...)
+{
+    va_list ap;
+    va_start(ap, out);
+    long n = db_run(c, sql, in, out, row, ud, ap);
+    va_end(ap);
+    return n;
 }
 
 static int simple_query(logic_dbc_t *c, const char *q)
@@ -323,6 +346,11 @@ int db_begin(logic_dbc_t *c)
     return simple_query(c, "START TRANSACTION");
 }
 
+int db_begin_snapshot(logic_dbc_t *c)
+{
+    return simple_query(c, "START TRANSACTION WITH CONSISTENT SNAPSHOT");
+}
+
 int db_commit(logic_dbc_t *c)
 {
     return simple_query(c, "COMMIT");
@@ -336,20 +364,21 @@ void db_rollback(logic_dbc_t *c)
 
 uint64_t db_insert_id(logic_dbc_t *c)
 {
-    return c->my ? (uint64_t) mysql_insert_id(c->my) : 0;
+    return c->last ? (uint64_t) mysql_stmt_insert_id(c->last) : 0;
 }
 
 /* ---------------------------------------------------------------- workers */
 
-static void post_done(logic_job_t *job)
+static void post_done_list(logic_job_t **jobs, int n)
 {
-    job->next = NULL;
+    for (int i = 0; i < n; i++)
+        jobs[i]->next = i + 1 < n ? jobs[i + 1] : NULL;
     pthread_mutex_lock(&D.done_mu);
     if (D.done_tail)
-        D.done_tail->next = job;
+        D.done_tail->next = jobs[0];
     else
-        D.done_head = job;
-    D.done_tail = job;
+        D.done_head = jobs[0];
+    D.done_tail = jobs[n - 1];
     pthread_mutex_unlock(&D.done_mu);
     uv_async_send(&D.async);
 }
@@ -386,8 +415,14 @@ static void *worker_main(void *arg)
             pthread_mutex_unlock(&w->mu);
             break;
         }
-        logic_job_t *job = w->head;
+        logic_job_t *job = w->head, *batch[LOGIC_DB_BATCH_MAX];
+        int n = 0;
+        batch[n++] = job;
         w->head = job->next;
+        while (job->batch && w->head && w->head->batch == job->batch && n < LOGIC_DB_BATCH_MAX) {
+            batch[n++] = w->head;
+            w->head = w->head->next;
+        }
         if (!w->head)
             w->tail = NULL;
         pthread_mutex_unlock(&w->mu);
@@ -404,20 +439,22 @@ static void *worker_main(void *arg)
                 }
             }
         }
-        if (!w->conn.my) {
-            job->rc = DB_ECONN;
-        } else {
-            job->rc = DB_OK;
-            job->work(job, &w->conn);
+        for (int i = 0; i < n; i++)
+            batch[i]->rc = w->conn.my ? DB_OK : DB_ECONN;
+        if (w->conn.my) {
+            if (job->batch)
+                job->batch(batch, n, &w->conn);
+            else
+                job->work(job, &w->conn);
             if (w->conn.broken) {
                 log_warn("mysql shard %u: connection lost; will reconnect", w->shard);
                 conn_reset(&w->conn);
                 s->ok = 0;
-                if (job->rc == DB_OK)
+                if (!job->batch && job->rc == DB_OK)
                     job->rc = DB_ECONN;
             }
         }
-        post_done(job);
+        post_done_list(batch, n);
     }
     conn_reset(&w->conn);
     mysql_thread_end();

@@ -1,0 +1,1161 @@
+/* libcim: blocking cim client (see libcim.h). poll() + non-blocking socket, no threads. */
+#include "libcim.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "im_codec.h"
+#include "im_cmd.h"
+#include "proto/cim.pb-c.h"
+
+#define GATE_HOST_MAX  256
+#define READ_CHUNK     (64 * 1024)
+#define SEND_TIMEOUT   10000
+#define HB_RING        8
+#define CLIENT_VERSION "libcim/0.1"
+
+typedef struct gate_addr_s {
+    char host[GATE_HOST_MAX];
+    int port;
+} gate_addr_t;
+
+struct cim_client_s {
+    int fd;         /* -1 when not connected */
+    int peer_gone;  /* a send saw EPIPE/ECONNRESET: reads drain what is left, then close */
+    int last_errno; /* for CIM_EIO */
+
+    gate_addr_t *gates;
+    int ngates;
+    int cur; /* index of the gate connected to (or last tried) */
+    char gate_str[GATE_HOST_MAX + 16];
+    char source_ip[INET6_ADDRSTRLEN];
+
+    uint8_t *rbuf; /* input bytes not yet decoded: rbuf[0..rlen) */
+    size_t rcap, rlen;
+
+    uint16_t seq;
+    int64_t last_send_ms;
+    int hb_interval_ms;
+    int call_timeout_ms;       /* for the account calls */
+    uint16_t hb_auto[HB_RING]; /* seqs of automatic heartbeats whose echo is swallowed */
+    int hb_auto_n;
+
+    /* the one packet a blocking call waits for */
+    int waiting;
+    uint16_t w_cmd; /* 0 = any */
+    int w_seq;      /* -1 = any */
+    cim_packet_t *w_got;
+
+    cim_packet_t *q_head, *q_tail; /* pushes, oldest first */
+    size_t q_len;
+    cim_push_cb push_cb;
+    void *push_ud;
+
+    uint64_t uid;
+    char *token;
+    char name[64];
+    uint32_t client_type;
+    int logged_in;
+    int kicked;
+    uint32_t kick_reason;
+};
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t deadline_of(int timeout_ms)
+{
+    return timeout_ms < 0 ? INT64_MAX : now_ms() + timeout_ms;
+}
+
+/* Milliseconds left until deadline for poll(): -1 = forever, 0 = expired. */
+static int remaining(int64_t deadline)
+{
+    if (deadline == INT64_MAX)
+        return -1;
+    int64_t left = deadline - now_ms();
+    if (left <= 0)
+        return 0;
+    return left > 0x7fffffff ? 0x7fffffff : (int) left;
+}
+
+static char *xstrdup(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *p = malloc(n);
+    if (p)
+        memcpy(p, s, n);
+    return p;
+}
+
+/* ------------------------------------------------------------------ lifetime */
+
+cim_client_t *cim_client_new(void)
+{
+    cim_client_t *c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    c->fd = -1;
+    c->hb_interval_ms = CIM_DEFAULT_HEARTBEAT_MS;
+    c->call_timeout_ms = CIM_DEFAULT_CALL_MS;
+    c->client_type = CIM_DEFAULT_CLIENT_TYPE;
+    c->token = xstrdup("");
+    if (!c->token || cim_set_gates(c, "127.0.0.1:8000") != 0) {
+        cim_client_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+void cim_packet_free(cim_packet_t *pkt)
+{
+    if (!pkt)
+        return;
+    free(pkt->body);
+    free(pkt);
+}
+
+void cim_client_free(cim_client_t *c)
+{
+    if (!c)
+        return;
+    cim_close(c);
+    while (c->q_head) {
+        cim_packet_t *p = c->q_head;
+        c->q_head = p->next;
+        cim_packet_free(p);
+    }
+    free(c->gates);
+    free(c->rbuf);
+    free(c->token);
+    free(c);
+}
+
+void cim_close(cim_client_t *c)
+{
+    if (c->fd >= 0)
+        close(c->fd);
+    c->fd = -1;
+    c->peer_gone = 0;
+    c->rlen = 0;
+    c->hb_auto_n = 0;
+}
+
+int cim_is_connected(const cim_client_t *c)
+{
+    return c->fd >= 0;
+}
+
+int cim_fd(const cim_client_t *c)
+{
+    return c->fd;
+}
+
+const char *cim_gate(const cim_client_t *c)
+{
+    return c->gate_str;
+}
+
+int cim_last_errno(const cim_client_t *c)
+{
+    return c->last_errno;
+}
+
+/* ------------------------------------------------------------------ addresses */
+
+static int parse_one_gate(const char *s, size_t n, gate_addr_t *out)
+{
+    while (n && (*s == ' ' || *s == '\t')) {
+        s++;
+        n--;
+    }
+    while (n && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+        n--;
+    if (n == 0)
+        return CIM_EINVAL;
+    const char *host = s, *port = NULL;
+    size_t hlen;
+    if (*s == '[') { /* [v6]:port */
+        const char *rb = memchr(s, ']', n);
+        if (!rb)
+            return CIM_EINVAL;
+        host = s + 1;
+        hlen = (size_t) (rb - host);
+        if ((size_t) (rb + 1 - s) < n) {
+            if (rb[1] != ':')
+                return CIM_EINVAL;
+            port = rb + 2;
+        }
+    } else {
+        const char *colon = memchr(s, ':', n);
+        int ncolons = 0;
+        for (size_t i = 0; i < n; i++)
+            ncolons += s[i] == ':';
+        if (ncolons == 1) {
+            hlen = (size_t) (colon - s);
+            port = colon + 1;
+        } else {
+            hlen = n; /* no port, or a bare IPv6 literal */
+        }
+    }
+    if (hlen == 0 || hlen >= GATE_HOST_MAX)
+        return CIM_EINVAL;
+    memcpy(out->host, host, hlen);
+    out->host[hlen] = '\0';
+    out->port = CIM_DEFAULT_PORT;
+    if (port) {
+        size_t plen = (size_t) (s + n - port);
+        if (plen == 0 || plen > 5)
+            return CIM_EINVAL;
+        int v = 0;
+        for (size_t i = 0; i < plen; i++) {
+            if (port[i] < '0' || port[i] > '9')
+                return CIM_EINVAL;
+            v = v * 10 + (port[i] - '0');
+        }
+        if (v <= 0 || v > 65535)
+            return CIM_EINVAL;
+        out->port = v;
+    }
+    return 0;
+}
+
+int cim_set_gates(cim_client_t *c, const char *addrs)
+{
+    if (!addrs || !*addrs)
+        return CIM_EINVAL;
+    int n = 1;
+    for (const char *p = addrs; *p; p++)
+        n += *p == ',';
+    gate_addr_t *g = calloc((size_t) n, sizeof(*g));
+    if (!g)
+        return CIM_ENOMEM;
+    int i = 0;
+    const char *p = addrs;
+    for (;;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t) (comma - p) : strlen(p);
+        if (parse_one_gate(p, len, &g[i]) != 0) {
+            free(g);
+            return CIM_EINVAL;
+        }
+        i++;
+        if (!comma)
+            break;
+        p = comma + 1;
+    }
+    free(c->gates);
+    c->gates = g;
+    c->ngates = i;
+    c->cur = 0;
+    snprintf(c->gate_str, sizeof(c->gate_str), "%s:%d", g[0].host, g[0].port);
+    return 0;
+}
+
+int cim_set_source_ip(cim_client_t *c, const char *ip)
+{
+    if (!ip || !*ip) {
+        c->source_ip[0] = '\0';
+        return 0;
+    }
+    unsigned char tmp[sizeof(struct in6_addr)];
+    if (inet_pton(AF_INET, ip, tmp) != 1 && inet_pton(AF_INET6, ip, tmp) != 1)
+        return CIM_EINVAL;
+    snprintf(c->source_ip, sizeof(c->source_ip), "%s", ip);
+    return 0;
+}
+
+static int bind_source(const cim_client_t *c, int fd, int family)
+{
+    if (!c->source_ip[0])
+        return 0;
+    if (family == AF_INET) {
+        struct sockaddr_in sa = {.sin_family = AF_INET};
+        if (inet_pton(AF_INET, c->source_ip, &sa.sin_addr) != 1)
+            return -EAFNOSUPPORT;
+        return bind(fd, (struct sockaddr *) &sa, sizeof(sa)) == 0 ? 0 : -errno;
+    }
+    struct sockaddr_in6 sa6 = {.sin6_family = AF_INET6};
+    if (inet_pton(AF_INET6, c->source_ip, &sa6.sin6_addr) != 1)
+        return -EAFNOSUPPORT;
+    return bind(fd, (struct sockaddr *) &sa6, sizeof(sa6)) == 0 ? 0 : -errno;
+}
+
+/* Connect one socket to ai within the deadline: fd, or a negative code. */
+static int connect_ai(cim_client_t *c, const struct addrinfo *ai, int64_t deadline)
+{
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int rc = bind_source(c, fd, ai->ai_family);
+    if (rc < 0)
+        goto fail;
+    if (connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
+        if (errno != EINPROGRESS) {
+            rc = -errno;
+            goto fail;
+        }
+        struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+        int n;
+        do {
+            n = poll(&pfd, 1, remaining(deadline));
+        } while (n < 0 && errno == EINTR);
+        if (n == 0) {
+            rc = CIM_ETIMEDOUT;
+            goto fail;
+        }
+        if (n < 0) {
+            rc = -errno;
+            goto fail;
+        }
+        int err = 0;
+        socklen_t elen = sizeof(err);
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) != 0)
+            err = errno;
+        if (err) {
+            rc = -err;
+            goto fail;
+        }
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    return fd;
+fail:
+    close(fd);
+    return rc;
+}
+
+/* Connect to gates[idx]; on success the client's connection state is fresh. */
+static int connect_gate(cim_client_t *c, int idx, int64_t deadline)
+{
+    const gate_addr_t *g = &c->gates[idx];
+    cim_close(c);
+    c->cur = idx;
+    snprintf(c->gate_str, sizeof(c->gate_str), "%s:%d", g->host, g->port);
+
+    char port[8];
+    snprintf(port, sizeof(port), "%d", g->port);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    struct addrinfo *res = NULL;
+    if (getaddrinfo(g->host, port, &hints, &res) != 0 || !res)
+        return CIM_EINVAL;
+    int rc = CIM_EINVAL;
+    for (const struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        rc = connect_ai(c, ai, deadline);
+        if (rc >= 0 || rc == CIM_ETIMEDOUT)
+            break;
+    }
+    freeaddrinfo(res);
+    if (rc < 0)
+        return rc;
+    c->fd = rc;
+    c->kicked = 0;
+    c->kick_reason = 0;
+    c->last_send_ms = now_ms();
+    return 0;
+}
+
+int cim_connect(cim_client_t *c, const char *host, int port, int timeout_ms)
+{
+    if (!host || port <= 0 || port > 65535 || strlen(host) >= GATE_HOST_MAX)
+        return CIM_EINVAL;
+    gate_addr_t *g = calloc(1, sizeof(*g));
+    if (!g)
+        return CIM_ENOMEM;
+    snprintf(g->host, sizeof(g->host), "%s", host);
+    g->port = port;
+    free(c->gates);
+    c->gates = g;
+    c->ngates = 1;
+    return connect_gate(c, 0, deadline_of(timeout_ms));
+}
+
+int cim_connect_addr(cim_client_t *c, const char *addrs, int timeout_ms)
+{
+    int rc = cim_set_gates(c, addrs);
+    if (rc != 0)
+        return rc;
+    int64_t deadline = deadline_of(timeout_ms);
+    for (int i = 0; i < c->ngates; i++) {
+        rc = connect_gate(c, i, deadline);
+        if (rc == 0)
+            return 0;
+        if (remaining(deadline) == 0)
+            break;
+    }
+    return rc;
+}
+
+/* ------------------------------------------------------------------ output */
+
+static int write_all(cim_client_t *c, const uint8_t *p, size_t len)
+{
+    if (c->fd < 0)
+        return CIM_ENOTCONN;
+    if (c->peer_gone)
+        return CIM_ECLOSED;
+    int64_t deadline = now_ms() + SEND_TIMEOUT;
+    while (len > 0) {
+        ssize_t n = send(c->fd, p, len, MSG_NOSIGNAL);
+        if (n > 0) {
+            p += n;
+            len -= (size_t) n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            struct pollfd pfd = {.fd = c->fd, .events = POLLOUT};
+            int t = remaining(deadline);
+            if (t == 0 || poll(&pfd, 1, t) == 0) {
+                cim_close(c); /* part of a packet may be out: the stream is unusable */
+                return CIM_ETIMEDOUT;
+            }
+            continue;
+        }
+        c->last_errno = errno;
+        if (errno == EPIPE || errno == ECONNRESET) {
+            c->peer_gone = 1; /* reads still drain what the server sent before closing */
+            return CIM_ECLOSED;
+        }
+        return CIM_EIO;
+    }
+    c->last_send_ms = now_ms();
+    return 0;
+}
+
+uint16_t cim_next_seq(cim_client_t *c)
+{
+    c->seq = (uint16_t) (c->seq == 65535 ? 1 : c->seq + 1);
+    return c->seq;
+}
+
+int cim_send(cim_client_t *c, uint16_t cmd, uint16_t seq, const ProtobufCMessage *msg)
+{
+    if (c->fd < 0)
+        return CIM_ENOTCONN;
+    size_t blen = msg ? protobuf_c_message_get_packed_size(msg) : 0;
+    uint8_t stackbuf[512];
+    uint8_t *buf = stackbuf;
+    if (IM_HEADER_LEN + blen > sizeof(stackbuf)) {
+        buf = malloc(IM_HEADER_LEN + blen);
+        if (!buf)
+            return CIM_ENOMEM;
+    }
+    im_codec_write_header(buf, cmd, seq, blen);
+    if (msg)
+        protobuf_c_message_pack(msg, buf + IM_HEADER_LEN);
+    int rc = write_all(c, buf, IM_HEADER_LEN + blen);
+    if (buf != stackbuf)
+        free(buf);
+    return rc;
+}
+
+int cim_send_raw(cim_client_t *c, const void *bytes, size_t len)
+{
+    return write_all(c, bytes, len);
+}
+
+static int maybe_heartbeat(cim_client_t *c)
+{
+    if (c->hb_interval_ms <= 0 || c->fd < 0 || c->peer_gone)
+        return 0;
+    if (now_ms() - c->last_send_ms < c->hb_interval_ms)
+        return 0;
+    uint16_t seq = cim_next_seq(c);
+    if (c->hb_auto_n == HB_RING) { /* forget the oldest: its echo, if any, is queued */
+        memmove(c->hb_auto, c->hb_auto + 1, (HB_RING - 1) * sizeof(c->hb_auto[0]));
+        c->hb_auto_n--;
+    }
+    c->hb_auto[c->hb_auto_n++] = seq;
+    return cim_send(c, IM_CMD_HEARTBEAT, seq, NULL);
+}
+
+/* poll() timeout capped so that an automatic heartbeat is not late. */
+static int hb_cap(const cim_client_t *c, int t)
+{
+    if (c->hb_interval_ms <= 0 || c->fd < 0 || c->peer_gone)
+        return t;
+    int64_t due = c->last_send_ms + c->hb_interval_ms - now_ms();
+    int d = due < 0 ? 0 : (int) due;
+    return (t < 0 || d < t) ? d : t;
+}
+
+void cim_set_call_timeout(cim_client_t *c, int timeout_ms)
+{
+    c->call_timeout_ms = timeout_ms <= 0 ? CIM_DEFAULT_CALL_MS : timeout_ms;
+}
+
+void cim_set_heartbeat_interval(cim_client_t *c, int interval_ms)
+{
+    c->hb_interval_ms = interval_ms < 0 ? 0 : interval_ms;
+}
+
+/* ------------------------------------------------------------------ input */
+
+static cim_packet_t *packet_new(uint16_t cmd, uint16_t seq, const uint8_t *body, size_t len)
+{
+    cim_packet_t *p = calloc(1, sizeof(*p));
+    if (!p)
+        return NULL;
+    p->cmd = cmd;
+    p->seq = seq;
+    p->body_len = len;
+    if (len) {
+        p->body = malloc(len);
+        if (!p->body) {
+            free(p);
+            return NULL;
+        }
+        memcpy(p->body, body, len);
+    }
+    return p;
+}
+
+ProtobufCMessage *cim_packet_unpack(const cim_packet_t *pkt, const ProtobufCMessageDescriptor *desc)
+{
+    static const uint8_t empty[1];
+    return protobuf_c_message_unpack(desc, NULL, pkt->body_len, pkt->body ? pkt->body : empty);
+}
+
+static void enqueue(cim_client_t *c, cim_packet_t *p)
+{
+    p->next = NULL;
+    if (c->q_tail)
+        c->q_tail->next = p;
+    else
+        c->q_head = p;
+    c->q_tail = p;
+    c->q_len++;
+}
+
+/* Remove and return the first queued packet with cmd (0 = any) and seq (-1 = any). */
+static cim_packet_t *dequeue(cim_client_t *c, uint16_t cmd, int seq)
+{
+    cim_packet_t *prev = NULL;
+    for (cim_packet_t *p = c->q_head; p; prev = p, p = p->next) {
+        if ((cmd && p->cmd != cmd) || (seq >= 0 && p->seq != seq))
+            continue;
+        if (prev)
+            prev->next = p->next;
+        else
+            c->q_head = p->next;
+        if (c->q_tail == p)
+            c->q_tail = prev;
+        c->q_len--;
+        p->next = NULL;
+        return p;
+    }
+    return NULL;
+}
+
+size_t cim_queued(const cim_client_t *c)
+{
+    return c->q_len;
+}
+
+static void dispatch(cim_client_t *c, cim_packet_t *p)
+{
+    if (p->cmd == IM_CMD_HEARTBEAT) {
+        for (int i = 0; i < c->hb_auto_n; i++) {
+            if (c->hb_auto[i] == p->seq) {
+                memmove(c->hb_auto + i, c->hb_auto + i + 1,
+                        (size_t) (c->hb_auto_n - i - 1) * sizeof(c->hb_auto[0]));
+                c->hb_auto_n--;
+                cim_packet_free(p);
+                return;
+            }
+        }
+    }
+    if (p->cmd == IM_CMD_KICKOUT_NOTIFY) {
+        CIM__Def__CIMKickoutNotify *k = (CIM__Def__CIMKickoutNotify *) cim_packet_unpack(
+            p, &cim__def__cimkickout_notify__descriptor);
+        c->kicked = 1;
+        c->kick_reason = k ? k->reason : 0;
+        c->logged_in = 0;
+        if (k)
+            protobuf_c_message_free_unpacked(&k->base, NULL);
+    }
+    if (c->waiting && !c->w_got && (!c->w_cmd || c->w_cmd == p->cmd) &&
+        (c->w_seq < 0 || c->w_seq == p->seq)) {
+        c->w_got = p;
+        return;
+    }
+    if (c->push_cb) {
+        c->push_cb(c, p, c->push_ud);
+        cim_packet_free(p);
+        return;
+    }
+    enqueue(c, p);
+}
+
+/* Decode and dispatch every complete packet in rbuf. Count, or CIM_EPROTO / CIM_ENOMEM (the
+ * connection is then closed). */
+static int process_input(cim_client_t *c)
+{
+    size_t off = 0;
+    int n = 0, rc = 0;
+    while (off < c->rlen) {
+        im_packet_t ip;
+        size_t used = 0;
+        int drc = im_codec_decode(c->rbuf + off, c->rlen - off, CIM_MAX_INCOMING, &ip, &used);
+        if (drc == IM_AGAIN)
+            break;
+        if (drc != IM_OK) {
+            rc = CIM_EPROTO;
+            break;
+        }
+        cim_packet_t *p = packet_new(ip.hdr.cmd, ip.hdr.seq, ip.body, ip.body_len);
+        if (!p) {
+            rc = CIM_ENOMEM;
+            break;
+        }
+        off += used;
+        n++;
+        dispatch(c, p);
+    }
+    if (rc < 0) {
+        cim_close(c);
+        return rc;
+    }
+    if (off > 0) {
+        memmove(c->rbuf, c->rbuf + off, c->rlen - off);
+        c->rlen -= off;
+    }
+    return n;
+}
+
+/* Wait up to timeout_ms (-1 = forever) for input, read once, dispatch. Packets dispatched
+ * (0 on timeout), CIM_ECLOSED on EOF/reset (the socket is then closed), CIM_ENOTCONN,
+ * CIM_EPROTO, CIM_ENOMEM, CIM_EIO. */
+static int read_input(cim_client_t *c, int timeout_ms)
+{
+    if (c->fd < 0)
+        return CIM_ENOTCONN;
+    struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
+    int n = poll(&pfd, 1, timeout_ms);
+    if (n < 0)
+        return errno == EINTR ? 0 : CIM_EIO;
+    if (n == 0)
+        return 0;
+    if (c->rcap - c->rlen < READ_CHUNK) {
+        size_t ncap = c->rcap ? c->rcap * 2 : 2 * READ_CHUNK;
+        if (ncap > CIM_MAX_INCOMING + 2 * READ_CHUNK)
+            ncap = CIM_MAX_INCOMING + 2 * READ_CHUNK;
+        if (ncap > c->rcap) {
+            uint8_t *nb = realloc(c->rbuf, ncap);
+            if (!nb)
+                return CIM_ENOMEM;
+            c->rbuf = nb;
+            c->rcap = ncap;
+        }
+    }
+    ssize_t r = recv(c->fd, c->rbuf + c->rlen, c->rcap - c->rlen, 0);
+    if (r > 0) {
+        c->rlen += (size_t) r;
+        return process_input(c);
+    }
+    if (r < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
+        return 0;
+    if (r < 0) {
+        c->last_errno = errno;
+        if (errno != ECONNRESET && errno != EPIPE) {
+            cim_close(c);
+            return CIM_EIO;
+        }
+    }
+    cim_close(c);
+    return CIM_ECLOSED;
+}
+
+/* Wait for a packet (cmd 0 = any, seq -1 = any) until deadline: 0 and *out, or an error. */
+static int wait_packet(cim_client_t *c, uint16_t cmd, int seq, int64_t deadline, int heartbeats,
+                       cim_packet_t **out)
+{
+    int rc = 0;
+    c->waiting = 1;
+    c->w_cmd = cmd;
+    c->w_seq = seq;
+    c->w_got = NULL;
+    while (!c->w_got) {
+        if (c->fd < 0) {
+            rc = CIM_ECLOSED;
+            break;
+        }
+        int t = remaining(deadline);
+        if (t == 0) {
+            rc = CIM_ETIMEDOUT;
+            break;
+        }
+        if (heartbeats) {
+            int hrc = maybe_heartbeat(c);
+            if (hrc == CIM_EIO || hrc == CIM_ENOMEM) {
+                rc = hrc;
+                break;
+            }
+            t = hb_cap(c, t);
+        }
+        rc = read_input(c, t);
+        if (rc < 0 && rc != CIM_ECLOSED)
+            break;
+        rc = 0;
+    }
+    c->waiting = 0;
+    if (c->w_got) {
+        *out = c->w_got;
+        c->w_got = NULL;
+        return 0;
+    }
+    return rc;
+}
+
+int cim_poll(cim_client_t *c, int timeout_ms)
+{
+    if (c->fd < 0)
+        return CIM_ENOTCONN;
+    int rc = maybe_heartbeat(c);
+    if (rc == CIM_EIO || rc == CIM_ENOMEM)
+        return rc;
+    int total = 0;
+    rc = read_input(c, hb_cap(c, timeout_ms));
+    while (rc > 0) { /* drain what is already there without waiting */
+        total += rc;
+        rc = read_input(c, 0);
+    }
+    if (rc < 0)
+        return rc;
+    return total;
+}
+
+int cim_wait_closed(cim_client_t *c, int timeout_ms)
+{
+    int64_t deadline = deadline_of(timeout_ms);
+    while (c->fd >= 0) {
+        int t = remaining(deadline);
+        if (t == 0)
+            return 0;
+        int rc = read_input(c, t);
+        if (rc < 0 && c->fd >= 0) /* EIO/ENOMEM without a close: count as closed */
+            cim_close(c);
+    }
+    return 1;
+}
+
+int cim_next_push(cim_client_t *c, uint16_t cmd, int timeout_ms, cim_packet_t **out)
+{
+    *out = dequeue(c, cmd, -1);
+    if (*out)
+        return 0;
+    if (c->fd < 0)
+        return CIM_ECLOSED;
+    return wait_packet(c, cmd, -1, deadline_of(timeout_ms), 1, out);
+}
+
+void cim_set_push_cb(cim_client_t *c, cim_push_cb cb, void *ud)
+{
+    c->push_cb = cb;
+    c->push_ud = ud;
+}
+
+int cim_call(cim_client_t *c, uint16_t cmd, const ProtobufCMessage *req, uint16_t rsp_cmd,
+             const ProtobufCMessageDescriptor *rsp_desc, ProtobufCMessage **rsp_out, int timeout_ms)
+{
+    if (rsp_out)
+        *rsp_out = NULL;
+    if (c->fd < 0)
+        return CIM_ENOTCONN;
+    int64_t deadline = deadline_of(timeout_ms);
+    uint16_t seq = cim_next_seq(c);
+    int rc = cim_send(c, cmd, seq, req);
+    if (rc != 0 && rc != CIM_ECLOSED)
+        return rc;
+    /* on CIM_ECLOSED from the send, the answer may still be in the receive buffer */
+    cim_packet_t *p = NULL;
+    rc = wait_packet(c, rsp_cmd, seq, deadline, 1, &p);
+    if (rc != 0)
+        return rc;
+    if (rsp_desc && rsp_out) {
+        *rsp_out = cim_packet_unpack(p, rsp_desc);
+        if (!*rsp_out)
+            rc = CIM_EPROTO;
+    }
+    cim_packet_free(p);
+    return rc;
+}
+
+int cim_heartbeat(cim_client_t *c, int timeout_ms)
+{
+    return cim_call(c, IM_CMD_HEARTBEAT, NULL, IM_CMD_HEARTBEAT, NULL, NULL, timeout_ms);
+}
+
+/* ------------------------------------------------------------------ account */
+
+static int result_rc(uint32_t code)
+{
+    return code == CIM_RESULT_SUCCESS ? 0 : CIM_ERESULT;
+}
+
+static int set_token(cim_client_t *c, const char *token)
+{
+    char *t = xstrdup(token ? token : "");
+    if (!t)
+        return CIM_ENOMEM;
+    free(c->token);
+    c->token = t;
+    return 0;
+}
+
+/* Called after every successful login, fresh or on reconnect.
+ * This is the place for what a client does once it is (again) online:
+ *   - sync: 0x0207 from the highest inbox seq seen (issue 3),
+ *   - resend of messages sent but not acked, with their client_msg_id (issue 4). */
+static void after_login(cim_client_t *c, int reconnect)
+{
+    (void) c;
+    (void) reconnect;
+}
+
+int cim_register(cim_client_t *c, const char *name, const char *pwd, const char *nick,
+                 uint32_t *result_code, uint64_t *user_id)
+{
+    if (result_code)
+        *result_code = 0;
+    if (user_id)
+        *user_id = 0;
+    CIM__Def__CIMRegisterReq req = CIM__DEF__CIMREGISTER_REQ__INIT;
+    req.user_name = (char *) (name ? name : "");
+    req.user_pwd = (char *) (pwd ? pwd : "");
+    req.nick_name = (char *) (nick ? nick : "");
+    req.client_type = (CIM__Def__CIMClientType) c->client_type;
+    ProtobufCMessage *m = NULL;
+    int rc = cim_call(c, IM_CMD_REGISTER_REQ, &req.base, IM_CMD_REGISTER_RSP,
+                      &cim__def__cimregister_rsp__descriptor, &m, c->call_timeout_ms);
+    if (rc != 0)
+        return rc;
+    CIM__Def__CIMRegisterRsp *rsp = (CIM__Def__CIMRegisterRsp *) m;
+    uint32_t code = (uint32_t) rsp->result_code;
+    if (result_code)
+        *result_code = code;
+    if (user_id && rsp->user_info)
+        *user_id = rsp->user_info->user_id;
+    protobuf_c_message_free_unpacked(m, NULL);
+    return result_rc(code);
+}
+
+int cim_login_password(cim_client_t *c, const char *name, const char *pwd, uint32_t client_type,
+                       uint32_t *result_code)
+{
+    if (result_code)
+        *result_code = 0;
+    CIM__Def__CIMAuthReq req = CIM__DEF__CIMAUTH_REQ__INIT;
+    req.user_name = (char *) (name ? name : "");
+    req.user_pwd = (char *) (pwd ? pwd : "");
+    req.client_type = (CIM__Def__CIMClientType) client_type;
+    req.client_version = (char *) CLIENT_VERSION;
+    ProtobufCMessage *m = NULL;
+    int rc = cim_call(c, IM_CMD_AUTH_REQ, &req.base, IM_CMD_AUTH_RSP,
+                      &cim__def__cimauth_rsp__descriptor, &m, c->call_timeout_ms);
+    if (rc != 0)
+        return rc;
+    CIM__Def__CIMAuthRsp *rsp = (CIM__Def__CIMAuthRsp *) m;
+    uint32_t code = (uint32_t) rsp->result_code;
+    if (result_code)
+        *result_code = code;
+    if (code == CIM_RESULT_SUCCESS) {
+        rc = set_token(c, rsp->user_token);
+        c->uid = rsp->user_info ? rsp->user_info->user_id : 0;
+        snprintf(c->name, sizeof(c->name), "%s", req.user_name);
+        c->client_type = client_type;
+        c->logged_in = 1;
+        c->kicked = 0;
+    }
+    protobuf_c_message_free_unpacked(m, NULL);
+    if (rc != 0)
+        return rc;
+    if (code == CIM_RESULT_SUCCESS)
+        after_login(c, 0);
+    return result_rc(code);
+}
+
+static int login_token(cim_client_t *c, uint64_t uid, const char *token, uint32_t client_type,
+                       uint32_t *result_code)
+{
+    if (result_code)
+        *result_code = 0;
+    CIM__Def__CIMAuthTokenReq req = CIM__DEF__CIMAUTH_TOKEN_REQ__INIT;
+    req.user_id = uid;
+    req.user_token = (char *) (token ? token : "");
+    req.client_type = (CIM__Def__CIMClientType) client_type;
+    req.client_version = (char *) CLIENT_VERSION;
+    ProtobufCMessage *m = NULL;
+    int rc = cim_call(c, IM_CMD_AUTH_TOKEN_REQ, &req.base, IM_CMD_AUTH_TOKEN_RSP,
+                      &cim__def__cimauth_token_rsp__descriptor, &m, c->call_timeout_ms);
+    if (rc != 0)
+        return rc;
+    CIM__Def__CIMAuthTokenRsp *rsp = (CIM__Def__CIMAuthTokenRsp *) m;
+    uint32_t code = (uint32_t) rsp->result_code;
+    if (result_code)
+        *result_code = code;
+    protobuf_c_message_free_unpacked(m, NULL);
+    if (code == CIM_RESULT_SUCCESS) {
+        if (token != c->token) { /* cim_reconnect passes the remembered token itself */
+            rc = set_token(c, token);
+            if (rc != 0)
+                return rc;
+            c->name[0] = '\0';
+        }
+        c->uid = uid;
+        c->client_type = client_type;
+        c->logged_in = 1;
+        c->kicked = 0;
+    }
+    return result_rc(code);
+}
+
+int cim_logout(cim_client_t *c, uint32_t *result_code)
+{
+    if (result_code)
+        *result_code = 0;
+    if (c->fd < 0) {
+        c->logged_in = 0;
+        return CIM_ENOTCONN;
+    }
+    CIM__Def__CIMLogoutReq req = CIM__DEF__CIMLOGOUT_REQ__INIT;
+    req.user_id = c->uid;
+    req.client_type = (CIM__Def__CIMClientType) c->client_type;
+    ProtobufCMessage *m = NULL;
+    int rc = cim_call(c, IM_CMD_LOGOUT_REQ, &req.base, IM_CMD_LOGOUT_RSP,
+                      &cim__def__cimlogout_rsp__descriptor, &m, c->call_timeout_ms);
+    if (rc != 0)
+        return rc;
+    uint32_t code = ((CIM__Def__CIMLogoutRsp *) m)->result_code;
+    if (result_code)
+        *result_code = code;
+    protobuf_c_message_free_unpacked(m, NULL);
+    c->logged_in = 0;
+    return result_rc(code);
+}
+
+int cim_login_token(cim_client_t *c, uint64_t uid, const char *token, uint32_t client_type,
+                    uint32_t *result_code)
+{
+    int rc = login_token(c, uid, token, client_type, result_code);
+    if (rc == 0)
+        after_login(c, 0);
+    return rc;
+}
+
+uint64_t cim_user_id(const cim_client_t *c)
+{
+    return c->uid;
+}
+
+const char *cim_token(const cim_client_t *c)
+{
+    return c->token;
+}
+
+const char *cim_user_name(const cim_client_t *c)
+{
+    return c->name;
+}
+
+int cim_logged_in(const cim_client_t *c)
+{
+    return c->logged_in;
+}
+
+int cim_was_kicked(const cim_client_t *c)
+{
+    return c->kicked;
+}
+
+uint32_t cim_kick_reason(const cim_client_t *c)
+{
+    return c->kick_reason;
+}
+
+int cim_reconnect(cim_client_t *c, int timeout_ms)
+{
+    if (!c->uid || !c->token[0])
+        return CIM_ENOTOKEN;
+    int64_t deadline = deadline_of(timeout_ms);
+    int start = c->ngates > 1 ? (c->cur + 1) % c->ngates : c->cur;
+    int rc = CIM_ETIMEDOUT;
+    for (int i = 0; i < c->ngates; i++) {
+        rc = connect_gate(c, (start + i) % c->ngates, deadline);
+        if (rc == 0)
+            break;
+        if (remaining(deadline) == 0)
+            return rc;
+    }
+    if (rc != 0)
+        return rc;
+    uint32_t code = 0;
+    rc = login_token(c, c->uid, c->token, c->client_type, &code);
+    if (rc == CIM_ERESULT) {
+        c->logged_in = 0; /* the token is no longer good: do not try again */
+        return rc;
+    }
+    if (rc != 0) {
+        cim_close(c);
+        return rc;
+    }
+    after_login(c, 1);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ names */
+
+const char *cim_strerror(int rc)
+{
+    switch (rc) {
+    case CIM_OK:
+        return "ok";
+    case CIM_EINVAL:
+        return "invalid argument";
+    case CIM_ETIMEDOUT:
+        return "timed out";
+    case CIM_ECLOSED:
+        return "connection closed by the server";
+    case CIM_EPROTO:
+        return "protocol error";
+    case CIM_ENOMEM:
+        return "out of memory";
+    case CIM_ENOTCONN:
+        return "not connected";
+    case CIM_EIO:
+        return "socket error";
+    case CIM_ERESULT:
+        return "refused by the server";
+    case CIM_ENOTOKEN:
+        return "no token to log in with";
+    default:
+        break;
+    }
+    if (rc < 0 && rc > -4096)
+        return strerror(-rc);
+    return "unknown error";
+}
+
+const char *cim_result_name(uint32_t code)
+{
+    switch (code) {
+    case 0:
+        return "UNKNOWN";
+    case IM_ERR_SUCCESS:
+        return "SUCCESS";
+    case IM_ERR_INTERNAL:
+        return "INTERNAL_ERROR";
+    case IM_ERR_LOGIN_DB_VALIDATE_FAILED:
+        return "LOGIN_DB_VALIDATE_FAILED";
+    case IM_ERR_LOGIN_VERSION_TOO_OLD:
+        return "LOGIN_VERSION_TOO_OLD";
+    case IM_ERR_LOGIN_INVALID_TOKEN:
+        return "LOGIN_INVALID_USER_TOKEN";
+    case IM_ERR_LOGIN_INVALID_USER_OR_PWD:
+        return "LOGIN_INVALID_USER_OR_PWD";
+    case IM_ERR_INVALID_PARAMETER:
+        return "INVALID_PARAMETER";
+    case IM_ERR_PERMISSION_DENIED:
+        return "PERMISSION_DENIED";
+    case IM_ERR_NOT_FOUND:
+        return "NOT_FOUND";
+    case IM_ERR_RATE_LIMITED:
+        return "RATE_LIMITED";
+    case IM_ERR_PAYLOAD_TOO_LARGE:
+        return "PAYLOAD_TOO_LARGE";
+    case IM_ERR_STORAGE_UNAVAILABLE:
+        return "STORAGE_UNAVAILABLE";
+    case IM_ERR_NOT_LOGGED_IN:
+        return "NOT_LOGGED_IN";
+    case IM_ERR_USER_ALREADY_EXIST:
+        return "USER_ALREADY_EXIST";
+    case IM_ERR_USER_INVALID_PARAMETER:
+        return "USER_INVALID_PARAMETER";
+    case IM_ERR_USER_NOT_EXIST:
+        return "USER_NOT_EXIST";
+    default:
+        return "UNKNOWN";
+    }
+}
+
+static const struct {
+    uint16_t cmd;
+    const char *name;
+} cmd_names[] = {
+    {IM_CMD_AUTH_TOKEN_REQ, "CIMAuthTokenReq"},
+    {IM_CMD_AUTH_TOKEN_RSP, "CIMAuthTokenRsp"},
+    {IM_CMD_LOGOUT_REQ, "CIMLogoutReq"},
+    {IM_CMD_LOGOUT_RSP, "CIMLogoutRsp"},
+    {IM_CMD_HEARTBEAT, "CIMHeartBeat"},
+    {IM_CMD_AUTH_REQ, "CIMAuthReq"},
+    {IM_CMD_AUTH_RSP, "CIMAuthRsp"},
+    {IM_CMD_REGISTER_REQ, "CIMRegisterReq"},
+    {IM_CMD_REGISTER_RSP, "CIMRegisterRsp"},
+    {IM_CMD_KICKOUT_NOTIFY, "CIMKickoutNotify"},
+    {IM_CMD_RECENT_SESSION_REQ, "CIMRecentContactSessionReq"},
+    {IM_CMD_RECENT_SESSION_RSP, "CIMRecentContactSessionRsp"},
+    {IM_CMD_MSG_LIST_REQ, "CIMGetMsgListReq"},
+    {IM_CMD_MSG_LIST_RSP, "CIMGetMsgListRsp"},
+    {IM_CMD_SYNC_REQ, "CIMSyncReq"},
+    {IM_CMD_SYNC_RSP, "CIMSyncRsp"},
+    {IM_CMD_MSG_DATA, "CIMMsgData"},
+    {IM_CMD_MSG_DATA_ACK, "CIMMsgDataAck"},
+    {IM_CMD_MSG_READ_ACK, "CIMMsgDataReadAck"},
+    {IM_CMD_MSG_READ_NOTIFY, "CIMMsgDataReadNotify"},
+    {IM_CMD_LATEST_MSG_ID_REQ, "CIMGetLatestMsgIdReq"},
+    {IM_CMD_LATEST_MSG_ID_RSP, "CIMGetLatestMsgIdRsp"},
+    {IM_CMD_MSG_BY_ID_REQ, "CIMGetMsgByIdReq"},
+    {IM_CMD_MSG_BY_ID_RSP, "CIMGetMsgByIdRsp"},
+    {IM_CMD_RECALL_REQ, "CIMMsgRecallReq"},
+    {IM_CMD_RECALL_RSP, "CIMMsgRecallRsp"},
+    {IM_CMD_RECALL_NOTIFY, "CIMMsgRecallNotify"},
+    {IM_CMD_GROUP_CREATE_REQ, "CIMGroupCreateReq"},
+    {IM_CMD_GROUP_CREATE_RSP, "CIMGroupCreateRsp"},
+    {IM_CMD_GROUP_DISBAND_REQ, "CIMGroupDisbandingReq"},
+    {IM_CMD_GROUP_DISBAND_RSP, "CIMGroupDisbandingRsp"},
+    {IM_CMD_GROUP_EXIT_REQ, "CIMGroupExitReq"},
+    {IM_CMD_GROUP_EXIT_RSP, "CIMGroupExitRsp"},
+    {IM_CMD_GROUP_LIST_REQ, "CIMGroupListReq"},
+    {IM_CMD_GROUP_LIST_RSP, "CIMGroupListRsp"},
+    {IM_CMD_GROUP_INFO_REQ, "CIMGroupInfoReq"},
+    {IM_CMD_GROUP_INFO_RSP, "CIMGroupInfoRsp"},
+    {IM_CMD_GROUP_INVITE_REQ, "CIMGroupInviteMemberReq"},
+    {IM_CMD_GROUP_INVITE_RSP, "CIMGroupInviteMemberRsp"},
+    {IM_CMD_GROUP_KICK_REQ, "CIMGroupKickOutMemberReq"},
+    {IM_CMD_GROUP_KICK_RSP, "CIMGroupKickOutMemberRsp"},
+    {IM_CMD_GROUP_MEMBER_CHANGED, "CIMGroupMemberChangedNotify"},
+    {IM_CMD_GROUP_MEMBER_LIST_REQ, "CIMGroupMemberListReq"},
+    {IM_CMD_GROUP_MEMBER_LIST_RSP, "CIMGroupMemberListRsp"},
+    {IM_CMD_GROUP_JOIN_REQ, "CIMGroupJoinReq"},
+    {IM_CMD_GROUP_JOIN_RSP, "CIMGroupJoinRsp"},
+    {IM_CMD_USER_LIST_REQ, "CIMQueryUserListReq"},
+    {IM_CMD_USER_LIST_RSP, "CIMQueryUserListRsp"},
+    {IM_CMD_ONLINE_LIST_REQ, "CIMOnlineUserListReq"},
+    {IM_CMD_ONLINE_LIST_RSP, "CIMOnlineUserListRsp"},
+    {IM_CMD_PRESENCE_NOTIFY, "CIMPresenceNotify"},
+};
+
+const char *cim_cmd_name(uint16_t cmd)
+{
+    for (size_t i = 0; i < sizeof(cmd_names) / sizeof(cmd_names[0]); i++)
+        if (cmd_names[i].cmd == cmd)
+            return cmd_names[i].name;
+    return "unknown";
+}
