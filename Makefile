@@ -54,6 +54,7 @@ endif
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 E2E_BINS  := $(patsubst tests/e2e/%.c,$(BUILD)/tests/%,$(E2E_SRC))
 
+.SECONDARY:
 .PHONY: all bins tests deps run stop test test-unit test-e2e test-valgrind bench lint format clean
 all: bins tests
 bins: $(BINS)

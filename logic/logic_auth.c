@@ -14,6 +14,7 @@
 #include "im_log.h"
 #include "im_shard.h"
 #include "logic.h"
+#include "logic_msg.h"
 #include "logic_user.h"
 #include "proto/cim.pb-c.h"
 #include "proto/internal.pb-c.h"
@@ -262,6 +263,7 @@ static void route_set_done(im_redis_t *rd, redisReply *reply, void *ud)
         free(buf);
     }
     im_metric_add(g_logic.m.logins_ok, 1);
+    logic_nick_set(lg->u.user_id, lg->u.nick);
     log_info("conn %llu peer %s: user %llu type %u logged in (%s)",
              (unsigned long long) r->conn_id, r->peer, (unsigned long long) lg->u.user_id,
              lg->client_type, r->cmd == IM_CMD_AUTH_REQ ? "password" : "token");

@@ -13,6 +13,7 @@
 #include "im_config.h"
 #include "im_log.h"
 #include "logic.h"
+#include "logic_msg.h"
 #include "proto/internal.pb-c.h"
 
 logic_t g_logic;
@@ -153,11 +154,28 @@ typedef struct {
     handler_fn fn;
 } route_t;
 
+void logic_read_sync(const logic_req_t *r, const uint8_t *body, size_t len);
+void logic_read_history(const logic_req_t *r, const uint8_t *body, size_t len);
+void logic_read_latest(const logic_req_t *r, const uint8_t *body, size_t len);
+void logic_read_by_id(const logic_req_t *r, const uint8_t *body, size_t len);
+void logic_read_sessions(const logic_req_t *r, const uint8_t *body, size_t len);
+void logic_read_ack(const logic_req_t *r, const uint8_t *body, size_t len);
+void logic_read_recall(const logic_req_t *r, const uint8_t *body, size_t len);
+
+/* the dispatch table: command -> handler (need_auth: identity must be set by the gate) */
 static const route_t routes[] = {
     {IM_CMD_REGISTER_REQ, 0, logic_auth_register},
     {IM_CMD_AUTH_REQ, 0, logic_auth_login},
     {IM_CMD_AUTH_TOKEN_REQ, 0, logic_auth_token},
     {IM_CMD_LOGOUT_REQ, 1, logic_auth_logout},
+    {IM_CMD_MSG_DATA, 1, logic_msg_send},
+    {IM_CMD_SYNC_REQ, 1, logic_read_sync},
+    {IM_CMD_MSG_LIST_REQ, 1, logic_read_history},
+    {IM_CMD_LATEST_MSG_ID_REQ, 1, logic_read_latest},
+    {IM_CMD_MSG_BY_ID_REQ, 1, logic_read_by_id},
+    {IM_CMD_RECENT_SESSION_REQ, 1, logic_read_sessions},
+    {IM_CMD_MSG_READ_ACK, 1, logic_read_ack},
+    {IM_CMD_RECALL_REQ, 1, logic_read_recall},
 };
 
 static void dispatch(const logic_req_t *r, const uint8_t *body, size_t len)
@@ -213,7 +231,9 @@ static void on_up(void *ud, const uint8_t *msg, size_t len)
             logic_auth_closed(&r);
             break;
         case CIM__INTERNAL__UPSTREAM__KIND__CONFIRM:
-            break; /* delivery confirmations: messaging */
+            if (r.user_id)
+                logic_msg_confirm(&r, u->body.data, u->body.len);
+            break;
         default:
             break;
         }
@@ -385,6 +405,7 @@ static void on_signal(uv_signal_t *s, int signum)
     close_handle((uv_handle_t *) &l->sigterm);
     close_handle((uv_handle_t *) &l->sigint);
     logic_worker_lease_stop();
+    logic_msg_stop();
     uv_timer_init(l->loop, &g_stop_timer);
     g_stop_timer.data = l;
     uv_timer_start(&g_stop_timer, stop_final, 500, 0);
@@ -471,6 +492,7 @@ int main(int argc, char **argv)
     if (logic_http_start(l) < 0)
         return 1;
     logic_worker_lease_start(l);
+    logic_msg_start(l);
     uv_timer_init(l->loop, &l->registry_timer);
     l->registry_timer.data = l;
     uv_timer_start(&l->registry_timer, registry_tick, 100, 1000);

@@ -1,0 +1,1062 @@
+/* logic_msg: see logic_msg.h for the path of a message. */
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "im_cmd.h"
+#include "im_log.h"
+#include "im_shard.h"
+#include "logic_msg.h"
+#include "proto/cim.pb-c.h"
+#include "proto/internal.pb-c.h"
+
+#define SWEEP_MS        5000
+#define SWEEP_AGE_MS    10000 /* a fan-out older than this with no "done" mark is redone */
+#define SWEEP_LIMIT     200
+#define RETRY_MIN_MS    200
+#define RETRY_MAX_MS    5000
+#define KNOWN_USERS_MAX 1000000
+
+struct logic_msg_s {
+    logic_job_t job; /* the store job on shard(from) */
+    logic_req_t req; /* the sending connection; gate_id 0 = internal */
+    uint64_t server_msg_id, from_id, to_id, from_seq;
+    uint32_t session_type, msg_type, client_type, created;
+    int in_author_inbox;
+    int push; /* push to online devices after fan-out */
+    int checked;  /* store: look for an earlier copy first (resend, retry) */
+    int dup;      /* store: a resend; ids are the stored ones */
+    int fanout_done;
+    char cmid[65];
+    uint8_t *data;
+    size_t len;
+    uint64_t *rcpt; /* recipients */
+    size_t nrcpt;
+    uint64_t rcpt_session; /* session id the recipients see (0: the author, for 1:1) */
+    int refs;           /* the store job, then one per fan-out job in flight */
+    int ack_after_fanout; /* a resend of a message whose fan-out was cut short */
+    int fan_failed;     /* some recipient could not be written: keep "done" unmarked */
+    logic_msg_done_cb cb;
+    void *ud;
+};
+
+typedef struct fan_s {
+    logic_job_t job;
+    logic_msg_t *m;
+    uint64_t user_id;
+    uint64_t seq;
+    int checked; /* look for an existing row first */
+    int exists;  /* the row was already there (seq is the stored one) */
+    int nouser;  /* the recipient does not exist */
+    int tries;
+    uint64_t retry_at;
+    struct fan_s *next_retry;
+} fan_t;
+
+typedef struct mark_s {
+    logic_job_t job;
+    uint64_t from_id, server_msg_id;
+} mark_t;
+
+static struct {
+    logic_t *l;
+    im_map_t known; /* uid -> (void *) 1: users known to exist */
+    im_map_t nicks; /* uid -> strdup(nick) */
+    uv_timer_t sweep_timer, retry_timer;
+    fan_t *retry_head;
+    int sweeping[IM_SHARD_COUNT];
+    im_metric_t *sent, *acked, *dups, *refused, *errors, *fan_rows, *fan_retries, *pushes,
+        *swept, *confirms;
+} M;
+
+static void msg_unref(logic_msg_t *m)
+{
+    if (--m->refs > 0)
+        return;
+    free(m->data);
+    free(m->rcpt);
+    free(m);
+}
+
+/* ---------------------------------------------------------------- nick cache */
+
+void logic_nick_set(uint64_t uid, const char *nick)
+{
+    char *old = im_map_get(&M.nicks, uid);
+    if (old && strcmp(old, nick) == 0)
+        return;
+    char *n = strdup(nick);
+    if (!n)
+        return;
+    if (M.nicks.len > KNOWN_USERS_MAX) {
+        uint64_t k;
+        void *v;
+        for (size_t it = 0; im_map_next(&M.nicks, &it, &k, &v);)
+            free(v);
+        im_map_free(&M.nicks);
+        im_map_init(&M.nicks);
+        old = NULL;
+    }
+    free(old);
+    im_map_put(&M.nicks, uid, n);
+    im_map_put(&M.known, uid, (void *) 1);
+}
+
+const char *logic_nick_get(uint64_t uid)
+{
+    const char *n = im_map_get(&M.nicks, uid);
+    return n ? n : "";
+}
+
+/* ---------------------------------------------------------------- pushes */
+
+typedef struct push_s {
+    uint64_t uid, skip_gate, skip_conn;
+    uint16_t cmd;
+    size_t len;
+    uint8_t body[];
+} push_t;
+
+static void push_routes(im_redis_t *rd, redisReply *reply, void *ud)
+{
+    push_t *p = ud;
+    (void) rd;
+    if (reply && reply->type == REDIS_REPLY_ARRAY) {
+        for (size_t i = 0; i + 1 < reply->elements; i += 2) {
+            const redisReply *f = reply->element[i], *v = reply->element[i + 1];
+            unsigned long long gid = 0, cid = 0;
+            if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING ||
+                sscanf(v->str, "%llu:%llu", &gid, &cid) != 2)
+                continue;
+            if (gid == p->skip_gate && cid == p->skip_conn)
+                continue;
+            if (logic_down(gid, CIM__INTERNAL__DOWNSTREAM__KIND__PACKET, cid, p->uid,
+                           (uint32_t) atoi(f->str), p->cmd, 0, p->body, p->len) == 0)
+                im_metric_add(M.pushes, 1);
+        }
+    }
+    free(p);
+}
+
+void logic_push_user(uint64_t uid, uint64_t skip_gate, uint64_t skip_conn, uint16_t cmd,
+                     const uint8_t *body, size_t len)
+{
+    push_t *p = malloc(sizeof(*p) + len);
+    if (!p)
+        return;
+    p->uid = uid;
+    p->skip_gate = skip_gate;
+    p->skip_conn = skip_conn;
+    p->cmd = cmd;
+    p->len = len;
+    if (len)
+        memcpy(p->body, body, len);
+    if (im_redis_cmd(g_logic.redis, push_routes, p, "HGETALL cim:rt:%llu",
+                     (unsigned long long) uid) != 0)
+        free(p); /* no routes known: the device gets it at its next sync */
+}
+
+/* 0x0301 for one inbox entry of owner (seq: the owner's) */
+static void push_entry(const logic_msg_t *m, uint64_t owner, uint64_t seq, uint64_t skip_gate,
+                       uint64_t skip_conn)
+{
+    CIM__Def__CIMMsgData d = CIM__DEF__CIMMSG_DATA__INIT;
+    d.from_user_id = m->from_id;
+    d.from_nick_name = (char *) logic_nick_get(m->from_id);
+    d.to_session_id = m->to_id;
+    d.client_msg_id = (char *) m->cmid;
+    d.server_msg_id = m->server_msg_id;
+    d.create_time = (int32_t) m->created;
+    d.msg_type = (CIM__Def__CIMMsgType) m->msg_type;
+    d.session_type = (CIM__Def__CIMSessionType) m->session_type;
+    d.msg_data.data = m->data;
+    d.msg_data.len = m->len;
+    d.seq = seq;
+    size_t n = cim__def__cimmsg_data__get_packed_size(&d);
+    uint8_t *buf = malloc(n ? n : 1);
+    if (!buf)
+        return;
+    cim__def__cimmsg_data__pack(&d, buf);
+    logic_push_user(owner, skip_gate, skip_conn, IM_CMD_MSG_DATA, buf, n);
+    free(buf);
+}
+
+/* ---------------------------------------------------------------- unread (Redis cache) */
+
+/* Incremented only while the user's cache is built (marker field "_"): a cache rebuilt from
+ * MySQL later counts what was missed. */
+static const char *UNREAD_INCR_LUA =
+    "if redis.call('HEXISTS', KEYS[1], '_') == 1 then "
+    "return redis.call('HINCRBY', KEYS[1], ARGV[1], 1) end return 0";
+
+static void unread_incr(uint64_t uid, uint32_t st, uint64_t sid)
+{
+    char key[40], field[48];
+    snprintf(key, sizeof(key), "cim:unr:%llu", (unsigned long long) uid);
+    snprintf(field, sizeof(field), "%u:%llu", st, (unsigned long long) sid);
+    im_redis_cmd(g_logic.redis, NULL, NULL, "EVAL %s 1 %s %s", UNREAD_INCR_LUA, key, field);
+}
+
+/* ---------------------------------------------------------------- fan-out */
+
+static void fan_submit(fan_t *f);
+static void mark_done(logic_msg_t *m);
+static void fanout_finished(logic_msg_t *m);
+static void ack(const logic_msg_t *m, int res);
+
+static void fan_batch(logic_job_t **jobs, int n, logic_dbc_t *c)
+{
+    int checked = 0;
+    for (int i = 0; i < n; i++)
+        checked |= ((fan_t *) jobs[i])->checked;
+again:
+    for (int i = 0; i < n; i++) {
+        fan_t *f = (fan_t *) jobs[i];
+        f->exists = f->nouser = 0;
+        f->seq = 0;
+    }
+    if (db_begin(c) != DB_OK)
+        goto fail;
+    if (checked) {
+        for (int i = 0; i < n; i++) {
+            fan_t *f = (fan_t *) jobs[i];
+            int twin = 0; /* the same inbox row twice in this batch (a retry met the sweeper) */
+            for (int j = 0; j < i && !twin; j++) {
+                fan_t *o = (fan_t *) jobs[j];
+                twin = o->user_id == f->user_id && o->m->server_msg_id == f->m->server_msg_id;
+            }
+            if (twin) {
+                f->exists = 1;
+                continue;
+            }
+            long r = db_exec(c,
+                             "SELECT seq FROM im_message_recv WHERE user_id = ? AND "
+                             "server_msg_id = ?",
+                             "UU", "U", f->user_id, f->m->server_msg_id, &f->seq);
+            if (r < 0)
+                goto fail_rb;
+            f->exists = r == 1;
+        }
+    }
+    /* seqs: one counter update per distinct user, in job order */
+    for (int i = 0; i < n; i++) {
+        fan_t *f = (fan_t *) jobs[i];
+        if (f->exists || f->seq)
+            continue;
+        uint64_t k = 0;
+        for (int j = i; j < n; j++) {
+            fan_t *g = (fan_t *) jobs[j];
+            if (g->user_id == f->user_id && !g->exists && !g->seq)
+                k++;
+        }
+        long r = db_exec(c, "UPDATE im_user SET max_seq = LAST_INSERT_ID(max_seq + ?) "
+                            "WHERE user_id = ?",
+                         "UU", "", k, f->user_id);
+        if (r < 0)
+            goto fail_rb;
+        uint64_t end = r == 1 ? db_insert_id(c) : 0;
+        uint64_t next = end - k + 1;
+        for (int j = i; j < n; j++) {
+            fan_t *g = (fan_t *) jobs[j];
+            if (g->user_id != f->user_id || g->exists || g->seq)
+                continue;
+            if (r == 1)
+                g->seq = next++;
+            else
+                g->nouser = 1, g->seq = 1; /* no such user: nothing to write */
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        fan_t *f = (fan_t *) jobs[i];
+        if (f->exists || f->nouser)
+            continue;
+        const logic_msg_t *m = f->m;
+        uint64_t sid = m->rcpt_session ? m->rcpt_session : m->from_id;
+        long r = db_exec(c,
+                         "INSERT INTO im_message_recv (user_id, seq, server_msg_id, from_id, "
+                         "session_type, session_id, msg_type, status, created) VALUES "
+                         "(?, ?, ?, ?, ?, ?, ?, 0, ?)",
+                         "UUUUuUuu", "", f->user_id, f->seq, m->server_msg_id, m->from_id,
+                         m->session_type, sid, m->msg_type, m->created);
+        if (r == DB_EDUP && !checked) {
+            db_rollback(c);
+            checked = 1;
+            goto again;
+        }
+        if (r < 0)
+            goto fail_rb;
+    }
+    if (db_commit(c) != DB_OK)
+        goto fail;
+    for (int i = 0; i < n; i++)
+        jobs[i]->rc = DB_OK;
+    return;
+fail_rb:
+    db_rollback(c);
+fail:
+    for (int i = 0; i < n; i++) {
+        fan_t *f = (fan_t *) jobs[i];
+        f->job.rc = DB_ECONN;
+        f->checked = 1; /* the commit may have happened: look first next time */
+    }
+}
+
+static void fan_retry_later(fan_t *f)
+{
+    f->tries++;
+    uint64_t delay = RETRY_MIN_MS << (f->tries < 5 ? f->tries : 5);
+    if (delay > RETRY_MAX_MS)
+        delay = RETRY_MAX_MS;
+    f->retry_at = im_mono_ms() + delay;
+    f->next_retry = M.retry_head;
+    M.retry_head = f;
+    im_metric_add(M.fan_retries, 1);
+}
+
+static void fan_done(logic_job_t *job)
+{
+    fan_t *f = (fan_t *) job;
+    logic_msg_t *m = f->m;
+    if (job->rc != DB_OK) {
+        if (g_logic.stopping) {
+            m->fan_failed = 1; /* the sweeper of a live logic finishes it */
+        } else {
+            fan_retry_later(f);
+            return;
+        }
+    } else if (f->nouser) {
+        log_warn("message %llu: recipient %llu does not exist: skipped",
+                 (unsigned long long) m->server_msg_id, (unsigned long long) f->user_id);
+    } else {
+        im_metric_add(M.fan_rows, f->exists ? 0 : 1);
+        if (!f->exists) {
+            if (m->push)
+                push_entry(m, f->user_id, f->seq, 0, 0);
+            if (m->msg_type != LOGIC_NOTIFICATION)
+                unread_incr(f->user_id, m->session_type,
+                            m->rcpt_session ? m->rcpt_session : m->from_id);
+        }
+    }
+    free(f);
+    if (m->refs == 1) /* the last fan-out job */
+        fanout_finished(m);
+    msg_unref(m);
+}
+
+static void fan_submit(fan_t *f)
+{
+    f->job.batch = fan_batch;
+    f->job.done = fan_done;
+    logic_db_submit(im_shard_of(f->user_id, IM_SHARD_COUNT), f->user_id, &f->job);
+}
+
+static void fanout_start(logic_msg_t *m, int checked)
+{
+    /* the store's reference passes to the fan-out jobs: the last one to finish frees m */
+    for (size_t i = 0; i < m->nrcpt; i++) {
+        fan_t *f = calloc(1, sizeof(*f));
+        if (!f) {
+            m->fan_failed = 1;
+            continue;
+        }
+        f->m = m;
+        f->user_id = m->rcpt[i];
+        f->checked = checked;
+        m->refs++;
+        fan_submit(f);
+    }
+    if (m->refs == 1) /* nothing to fan out */
+        fanout_finished(m);
+    msg_unref(m);
+}
+
+static void retry_tick(uv_timer_t *t)
+{
+    (void) t;
+    uint64_t now = im_mono_ms();
+    fan_t **pp = &M.retry_head;
+    while (*pp) {
+        fan_t *f = *pp;
+        if (f->retry_at <= now) {
+            *pp = f->next_retry;
+            f->next_retry = NULL;
+            f->checked = 1;
+            fan_submit(f);
+        } else {
+            pp = &f->next_retry;
+        }
+    }
+}
+
+/* every recipient's inbox row is written (or the message has none) */
+static void fanout_finished(logic_msg_t *m)
+{
+    if (!m->fan_failed)
+        mark_done(m);
+    if (m->ack_after_fanout) {
+        m->ack_after_fanout = 0;
+        im_metric_add(M.acked, 1);
+        ack(m, m->fan_failed ? IM_RES_ERROR : IM_RES_OK);
+        if (m->cb)
+            m->cb(m->ud, m->fan_failed ? IM_RES_ERROR : 0, m->server_msg_id, m->from_seq);
+    }
+}
+
+/* ---------------------------------------------------------------- done marks */
+
+static void mark_batch(logic_job_t **jobs, int n, logic_dbc_t *c)
+{
+    if (db_begin(c) != DB_OK)
+        goto fail;
+    for (int i = 0; i < n; i++) {
+        mark_t *k = (mark_t *) jobs[i];
+        if (db_exec(c, "UPDATE im_message_send SET fanout = 1 WHERE from_id = ? AND "
+                       "server_msg_id = ?",
+                    "UU", "", k->from_id, k->server_msg_id) < 0) {
+            db_rollback(c);
+            goto fail;
+        }
+    }
+    if (db_commit(c) == DB_OK)
+        return;
+fail:
+    for (int i = 0; i < n; i++)
+        jobs[i]->rc = DB_ECONN; /* the sweeper will find them and mark them */
+}
+
+static void mark_job_done(logic_job_t *job)
+{
+    free(job);
+}
+
+static void mark_done(logic_msg_t *m)
+{
+    if (m->fanout_done)
+        return;
+    m->fanout_done = 1;
+    mark_t *k = calloc(1, sizeof(*k));
+    if (!k)
+        return;
+    k->from_id = m->from_id;
+    k->server_msg_id = m->server_msg_id;
+    k->job.batch = mark_batch;
+    k->job.done = mark_job_done;
+    logic_db_submit(im_shard_of(m->from_id, IM_SHARD_COUNT), m->from_id, &k->job);
+}
+
+/* ---------------------------------------------------------------- store (shard of the author) */
+
+static void store_batch(logic_job_t **jobs, int n, logic_dbc_t *c)
+{
+    int checked = 0;
+    for (int i = 0; i < n; i++)
+        checked |= ((logic_msg_t *) jobs[i])->checked;
+again:
+    for (int i = 0; i < n; i++) {
+        logic_msg_t *m = (logic_msg_t *) jobs[i];
+        m->dup = 0;
+        m->from_seq = 0;
+    }
+    if (db_begin(c) != DB_OK)
+        goto fail;
+    if (checked) {
+        for (int i = 0; i < n; i++) {
+            logic_msg_t *m = (logic_msg_t *) jobs[i];
+            /* the same message twice in this batch: the later one is a resend */
+            for (int j = 0; j < i && !m->dup; j++) {
+                logic_msg_t *o = (logic_msg_t *) jobs[j];
+                if (o->from_id == m->from_id && !o->dup && strcmp(o->cmid, m->cmid) == 0)
+                    m->dup = -1 - j;
+            }
+            if (m->dup)
+                continue;
+            uint64_t sid = 0, seq = 0;
+            uint32_t done = 0, created = 0;
+            long r = db_exec(c,
+                             "SELECT server_msg_id, from_seq, fanout, created FROM "
+                             "im_message_send WHERE from_id = ? AND client_msg_id = ?",
+                             "Us", "UUuu", m->from_id, m->cmid, &sid, &seq, &done, &created);
+            if (r < 0)
+                goto fail_rb;
+            if (r == 1) {
+                m->dup = 1;
+                m->server_msg_id = sid;
+                m->from_seq = seq;
+                m->fanout_done = (int) done;
+                m->created = created;
+            }
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        logic_msg_t *m = (logic_msg_t *) jobs[i];
+        if (m->dup || m->from_seq || !m->in_author_inbox)
+            continue;
+        uint64_t k = 0;
+        for (int j = i; j < n; j++) {
+            logic_msg_t *o = (logic_msg_t *) jobs[j];
+            if (o->from_id == m->from_id && !o->dup && !o->from_seq && o->in_author_inbox)
+                k++;
+        }
+        long r = db_exec(c, "UPDATE im_user SET max_seq = LAST_INSERT_ID(max_seq + ?) "
+                            "WHERE user_id = ?",
+                         "UU", "", k, m->from_id);
+        if (r < 0)
+            goto fail_rb;
+        if (r == 0) {
+            /* no such author (should not happen for a logged-in user) */
+            for (int j = i; j < n; j++) {
+                logic_msg_t *o = (logic_msg_t *) jobs[j];
+                if (o->from_id == m->from_id && !o->dup)
+                    o->job.rc = DB_ERR;
+            }
+            continue;
+        }
+        uint64_t next = db_insert_id(c) - k + 1;
+        for (int j = i; j < n; j++) {
+            logic_msg_t *o = (logic_msg_t *) jobs[j];
+            if (o->from_id == m->from_id && !o->dup && !o->from_seq && o->in_author_inbox)
+                o->from_seq = next++;
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        logic_msg_t *m = (logic_msg_t *) jobs[i];
+        if (m->dup || m->job.rc != DB_OK)
+            continue;
+        long r = db_exec(c,
+                         "INSERT INTO im_message_send (from_id, server_msg_id, client_msg_id, "
+                         "to_id, session_type, msg_type, from_seq, client_type, status, fanout, "
+                         "created, msg_data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
+                         "UUsUuuUuuub", "", m->from_id, m->server_msg_id, m->cmid, m->to_id,
+                         m->session_type, m->msg_type, m->from_seq, m->client_type,
+                         (uint32_t) (m->nrcpt == 0), m->created, m->data ? (void *) m->data : "",
+                         m->len);
+        if (r == DB_EDUP && !checked) {
+            db_rollback(c);
+            checked = 1;
+            goto again;
+        }
+        if (r < 0)
+            goto fail_rb;
+    }
+    if (db_commit(c) != DB_OK)
+        goto fail;
+    /* resends inside the batch take the ids of their first copy */
+    for (int i = 0; i < n; i++) {
+        logic_msg_t *m = (logic_msg_t *) jobs[i];
+        if (m->dup < 0) {
+            logic_msg_t *o = (logic_msg_t *) jobs[-1 - m->dup];
+            m->server_msg_id = o->server_msg_id;
+            m->from_seq = o->from_seq;
+            m->created = o->created;
+            m->fanout_done = 1; /* the first copy fans out */
+            m->dup = 1;
+        }
+    }
+    return;
+fail_rb:
+    db_rollback(c);
+fail:
+    for (int i = 0; i < n; i++) {
+        logic_msg_t *m = (logic_msg_t *) jobs[i];
+        m->job.rc = DB_ECONN;
+    }
+}
+
+static void ack(const logic_msg_t *m, int res)
+{
+    if (!m->req.gate_id)
+        return;
+    CIM__Def__CIMMsgDataAck a = CIM__DEF__CIMMSG_DATA_ACK__INIT;
+    a.from_user_id = m->from_id;
+    a.to_session_id = m->to_id;
+    a.client_msg_id = (char *) m->cmid;
+    a.res_code = (CIM__Def__CIMResCode) res;
+    a.session_type = (CIM__Def__CIMSessionType) m->session_type;
+    if (res == IM_RES_OK) {
+        a.server_msg_id = m->server_msg_id;
+        a.create_time = (int32_t) m->created;
+        a.seq = m->from_seq;
+    }
+    logic_reply(&m->req, IM_CMD_MSG_DATA_ACK, &a);
+}
+
+static void store_done(logic_job_t *job)
+{
+    logic_msg_t *m = (logic_msg_t *) job;
+    if (job->rc != DB_OK) {
+        im_metric_add(M.errors, 1);
+        ack(m, IM_RES_ERROR); /* "retry the same client_msg_id later" */
+        if (m->cb)
+            m->cb(m->ud, IM_RES_ERROR, 0, 0);
+        msg_unref(m);
+        return;
+    }
+    if (m->dup && !m->fanout_done) {
+        /* Guarantee 2: a resend of a message whose fan-out was cut short completes it first */
+        im_metric_add(M.dups, 1);
+        m->ack_after_fanout = 1;
+        fanout_start(m, 1);
+        return;
+    }
+    im_metric_add(M.acked, 1);
+    ack(m, IM_RES_OK);
+    if (m->cb)
+        m->cb(m->ud, 0, m->server_msg_id, m->from_seq);
+    if (m->dup) {
+        im_metric_add(M.dups, 1);
+        msg_unref(m);
+        return;
+    }
+    /* the author's other devices see what it sent */
+    if (m->from_seq && m->push)
+        push_entry(m, m->from_id, m->from_seq, m->req.gate_id, m->req.conn_id);
+    fanout_start(m, m->checked);
+}
+
+static logic_msg_t *msg_new(uint64_t from_id, uint64_t to_id, uint32_t session_type,
+                            uint32_t msg_type, const char *cmid, const uint8_t *data, size_t len)
+{
+    logic_msg_t *m = calloc(1, sizeof(*m));
+    if (!m)
+        return NULL;
+    m->data = malloc(len ? len : 1);
+    if (!m->data) {
+        free(m);
+        return NULL;
+    }
+    if (len)
+        memcpy(m->data, data, len);
+    m->len = len;
+    m->from_id = from_id;
+    m->to_id = to_id;
+    m->session_type = session_type;
+    m->msg_type = msg_type;
+    snprintf(m->cmid, sizeof(m->cmid), "%s", cmid);
+    m->created = (uint32_t) time(NULL);
+    m->refs = 1;
+    m->job.batch = store_batch;
+    m->job.done = store_done;
+    return m;
+}
+
+static void store_submit(logic_msg_t *m)
+{
+    m->server_msg_id = im_idgen_next(&g_logic.idgen, im_now_ms());
+    im_metric_add(M.sent, 1);
+    logic_db_submit(im_shard_of(m->from_id, IM_SHARD_COUNT), m->from_id, &m->job);
+}
+
+/* ---------------------------------------------------------------- recipient check */
+
+typedef struct exists_s {
+    logic_job_t job;
+    uint64_t uid;
+    int found;
+    logic_msg_t *m;
+} exists_t;
+
+static void exists_work(logic_job_t *job, logic_dbc_t *c)
+{
+    exists_t *e = (exists_t *) job;
+    uint32_t one = 0;
+    long r = db_exec(c, "SELECT 1 FROM im_user WHERE user_id = ?", "U", "u", e->uid, &one);
+    job->rc = r < 0 ? (int) r : DB_OK;
+    e->found = r == 1;
+}
+
+static void exists_done(logic_job_t *job)
+{
+    exists_t *e = (exists_t *) job;
+    logic_msg_t *m = e->m;
+    if (job->rc != DB_OK) {
+        ack(m, IM_RES_ERROR);
+        im_metric_add(M.errors, 1);
+        msg_unref(m);
+    } else if (!e->found) {
+        log_info("conn %llu user %llu: message to unknown user %llu refused",
+                 (unsigned long long) m->req.conn_id, (unsigned long long) m->from_id,
+                 (unsigned long long) e->uid);
+        ack(m, IM_RES_REFUSED);
+        im_metric_add(M.refused, 1);
+        msg_unref(m);
+    } else {
+        if (M.known.len > KNOWN_USERS_MAX) {
+            im_map_free(&M.known);
+            im_map_init(&M.known);
+        }
+        im_map_put(&M.known, e->uid, (void *) 1);
+        store_submit(m);
+    }
+    free(e);
+}
+
+/* ---------------------------------------------------------------- client send */
+
+static void refuse(const logic_req_t *r, const CIM__Def__CIMMsgData *d, int res, const char *why)
+{
+    CIM__Def__CIMMsgDataAck a = CIM__DEF__CIMMSG_DATA_ACK__INIT;
+    a.from_user_id = r->user_id;
+    a.to_session_id = d ? d->to_session_id : 0;
+    a.client_msg_id = d ? d->client_msg_id : (char *) "";
+    a.res_code = (CIM__Def__CIMResCode) res;
+    a.session_type = d ? d->session_type : CIM__DEF__CIMSESSION_TYPE__kCIM_SESSION_TYPE_Invalid;
+    logic_reply(r, IM_CMD_MSG_DATA_ACK, &a);
+    if (res == IM_RES_REFUSED)
+        im_metric_add(M.refused, 1);
+    else
+        im_metric_add(M.errors, 1);
+    log_debug("conn %llu user %llu: message refused (%s)", (unsigned long long) r->conn_id,
+              (unsigned long long) r->user_id, why);
+}
+
+typedef void (*group_send_fn)(logic_msg_t *m, const logic_req_t *r);
+static group_send_fn g_group_send;
+
+void logic_msg_set_group_sender(group_send_fn fn);
+void logic_msg_set_group_sender(group_send_fn fn)
+{
+    g_group_send = fn;
+}
+
+void logic_msg_send(const logic_req_t *r, const uint8_t *body, size_t len)
+{
+    CIM__Def__CIMMsgData *d = cim__def__cimmsg_data__unpack(NULL, len, body);
+    if (!d) {
+        refuse(r, NULL, IM_RES_REFUSED, "malformed body");
+        return;
+    }
+    size_t cl = strlen(d->client_msg_id);
+    if (d->from_user_id != 0 && d->from_user_id != r->user_id)
+        refuse(r, d, IM_RES_REFUSED, "from_user_id is not the connection's user");
+    else if (cl == 0 || cl > 64)
+        refuse(r, d, IM_RES_REFUSED, "client_msg_id must be 1-64 bytes");
+    else if (d->msg_data.len > LOGIC_MSG_DATA_MAX)
+        refuse(r, d, IM_RES_REFUSED, "msg_data too large");
+    else if (d->to_session_id == 0 || d->to_session_id >= (1ULL << 53))
+        refuse(r, d, IM_RES_REFUSED, "no such session");
+    else if (d->session_type != CIM__DEF__CIMSESSION_TYPE__kCIM_SESSION_TYPE_SINGLE &&
+             !(d->session_type == CIM__DEF__CIMSESSION_TYPE__kCIM_SESSION_TYPE_GROUP &&
+               g_group_send))
+        refuse(r, d, IM_RES_REFUSED, "unsupported session type");
+    else if (d->session_type == CIM__DEF__CIMSESSION_TYPE__kCIM_SESSION_TYPE_SINGLE &&
+             d->to_session_id == r->user_id)
+        refuse(r, d, IM_RES_REFUSED, "message to oneself");
+    else if ((uint32_t) d->msg_type == LOGIC_NOTIFICATION)
+        refuse(r, d, IM_RES_REFUSED, "clients cannot send notifications");
+    else if (g_logic.worker_id < 0)
+        refuse(r, d, IM_RES_ERROR, "no message id worker leased yet");
+    else {
+        logic_msg_t *m = msg_new(r->user_id, d->to_session_id, (uint32_t) d->session_type,
+                                 (uint32_t) d->msg_type, d->client_msg_id, d->msg_data.data,
+                                 d->msg_data.len);
+        if (!m) {
+            refuse(r, d, IM_RES_ERROR, "out of memory");
+        } else {
+            m->req = *r;
+            m->client_type = r->client_type;
+            m->in_author_inbox = 1;
+            m->push = 1;
+            if (m->session_type == CIM__DEF__CIMSESSION_TYPE__kCIM_SESSION_TYPE_GROUP) {
+                g_group_send(m, r); /* resolves members, then logic_msg_store_to() */
+            } else {
+                m->rcpt = malloc(sizeof(uint64_t));
+                if (!m->rcpt) {
+                    refuse(r, d, IM_RES_ERROR, "out of memory");
+                    msg_unref(m);
+                } else {
+                    m->rcpt[0] = m->to_id;
+                    m->nrcpt = 1;
+                    m->rcpt_session = 0; /* the recipient sees the author as the session */
+                    if (im_map_get(&M.known, m->to_id)) {
+                        store_submit(m);
+                    } else {
+                        exists_t *e = calloc(1, sizeof(*e));
+                        if (!e) {
+                            refuse(r, d, IM_RES_ERROR, "out of memory");
+                            msg_unref(m);
+                        } else {
+                            e->uid = m->to_id;
+                            e->m = m;
+                            e->job.work = exists_work;
+                            e->job.done = exists_done;
+                            logic_db_submit(im_shard_of(e->uid, IM_SHARD_COUNT), e->uid,
+                                            &e->job);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    cim__def__cimmsg_data__free_unpacked(d, NULL);
+}
+
+/* For the group module: store m to these recipients (taken), session = the group. */
+void logic_msg_store_to(logic_msg_t *m, uint64_t *rcpt, size_t n, int res_if_refused);
+void logic_msg_store_to(logic_msg_t *m, uint64_t *rcpt, size_t n, int res_if_refused)
+{
+    if (!rcpt) {
+        ack(m, res_if_refused);
+        im_metric_add(res_if_refused == IM_RES_REFUSED ? M.refused : M.errors, 1);
+        msg_unref(m);
+        return;
+    }
+    m->rcpt = rcpt;
+    m->nrcpt = n;
+    m->rcpt_session = m->to_id;
+    store_submit(m);
+}
+
+/* ---------------------------------------------------------------- internal posts */
+
+void logic_msg_post(uint64_t from_id, uint64_t to_id, uint32_t session_type, uint32_t msg_type,
+                    const char *client_msg_id, const uint8_t *data, size_t len,
+                    const uint64_t *rcpt, size_t nrcpt, int in_author_inbox, int push,
+                    logic_msg_done_cb cb, void *ud)
+{
+    logic_msg_t *m = msg_new(from_id, to_id, session_type, msg_type, client_msg_id, data, len);
+    if (m && nrcpt) {
+        m->rcpt = malloc(nrcpt * sizeof(uint64_t));
+        if (!m->rcpt) {
+            msg_unref(m);
+            m = NULL;
+        } else {
+            memcpy(m->rcpt, rcpt, nrcpt * sizeof(uint64_t));
+        }
+    }
+    if (!m || g_logic.worker_id < 0) {
+        if (m)
+            msg_unref(m);
+        if (cb)
+            cb(ud, IM_RES_ERROR, 0, 0);
+        return;
+    }
+    m->nrcpt = nrcpt;
+    m->rcpt_session = session_type == CIM__DEF__CIMSESSION_TYPE__kCIM_SESSION_TYPE_GROUP ? to_id
+                                                                                        : 0;
+    m->in_author_inbox = in_author_inbox && from_id != 0;
+    m->push = push;
+    m->checked = 1; /* internal ids may repeat after a restart: dedupe against the store */
+    m->cb = cb;
+    m->ud = ud;
+    store_submit(m);
+}
+
+/* ---------------------------------------------------------------- delivery confirmations */
+
+typedef struct confirm_s {
+    logic_job_t job;
+    uint64_t user_id, server_msg_id;
+} confirm_t;
+
+static void confirm_batch(logic_job_t **jobs, int n, logic_dbc_t *c)
+{
+    if (db_begin(c) != DB_OK)
+        return;
+    for (int i = 0; i < n; i++) {
+        confirm_t *k = (confirm_t *) jobs[i];
+        if (db_exec(c, "UPDATE im_message_recv SET status = 1 WHERE user_id = ? AND "
+                       "server_msg_id = ? AND status = 0",
+                    "UU", "", k->user_id, k->server_msg_id) < 0) {
+            db_rollback(c);
+            return;
+        }
+    }
+    db_commit(c);
+}
+
+static void confirm_done(logic_job_t *job)
+{
+    free(job);
+}
+
+void logic_msg_confirm(const logic_req_t *r, const uint8_t *body, size_t len)
+{
+    CIM__Def__CIMMsgDataAck *a = cim__def__cimmsg_data_ack__unpack(NULL, len, body);
+    if (!a)
+        return;
+    if (r->user_id && a->server_msg_id) {
+        confirm_t *k = calloc(1, sizeof(*k));
+        if (k) {
+            /* only the confirming user's own inbox row can change */
+            k->user_id = r->user_id;
+            k->server_msg_id = a->server_msg_id;
+            k->job.batch = confirm_batch;
+            k->job.done = confirm_done;
+            im_metric_add(M.confirms, 1);
+            logic_db_submit(im_shard_of(r->user_id, IM_SHARD_COUNT), r->user_id, &k->job);
+        }
+    }
+    cim__def__cimmsg_data_ack__free_unpacked(a, NULL);
+}
+
+/* ---------------------------------------------------------------- sweeper */
+
+typedef struct sweep_s {
+    logic_job_t job;
+    unsigned shard;
+    uint64_t before_id;
+    logic_msg_t *found[SWEEP_LIMIT];
+    int n;
+    /* row buffers */
+    uint64_t from_id, sid, to_id, from_seq;
+    uint32_t st, mt, ct, created;
+    char cmid[65];
+    uint8_t data[LOGIC_MSG_DATA_MAX];
+    size_t len;
+} sweep_t;
+
+typedef void (*group_members_fn)(logic_msg_t *m, void (*cont)(logic_msg_t *m, uint64_t *rcpt,
+                                                             size_t n));
+static group_members_fn g_group_members;
+
+void logic_msg_set_group_members(group_members_fn fn);
+void logic_msg_set_group_members(group_members_fn fn)
+{
+    g_group_members = fn;
+}
+
+static void sweep_row(void *ud)
+{
+    sweep_t *s = ud;
+    if (s->n >= SWEEP_LIMIT)
+        return;
+    logic_msg_t *m = msg_new(s->from_id, s->to_id, s->st, s->mt, s->cmid, s->data, s->len);
+    if (!m)
+        return;
+    m->server_msg_id = s->sid;
+    m->from_seq = s->from_seq;
+    m->client_type = s->ct;
+    m->created = s->created;
+    m->push = 1;
+    s->found[s->n++] = m;
+}
+
+static void sweep_work(logic_job_t *job, logic_dbc_t *c)
+{
+    sweep_t *s = (sweep_t *) job;
+    long r = db_query(c,
+                      "SELECT from_id, server_msg_id, client_msg_id, to_id, session_type, "
+                      "msg_type, from_seq, client_type, created, msg_data FROM im_message_send "
+                      "WHERE fanout = 0 AND server_msg_id < ? ORDER BY server_msg_id LIMIT 200",
+                      sweep_row, s, "U", "UUsUuuUuub", s->before_id, &s->from_id, &s->sid,
+                      s->cmid, sizeof(s->cmid), &s->to_id, &s->st, &s->mt, &s->from_seq, &s->ct,
+                      &s->created, s->data, sizeof(s->data), &s->len);
+    job->rc = r < 0 ? (int) r : DB_OK;
+}
+
+static void sweep_resolved(logic_msg_t *m, uint64_t *rcpt, size_t n)
+{
+    if (!rcpt && n == (size_t) -1) { /* could not resolve now: next sweep */
+        msg_unref(m);
+        return;
+    }
+    m->rcpt = rcpt;
+    m->nrcpt = n;
+    m->rcpt_session = m->to_id;
+    fanout_start(m, 1);
+}
+
+static void sweep_done(logic_job_t *job)
+{
+    sweep_t *s = (sweep_t *) job;
+    M.sweeping[s->shard] = 0;
+    if (s->n)
+        log_info("sweeper: shard %u: finishing %d interrupted fan-out(s)", s->shard, s->n);
+    for (int i = 0; i < s->n; i++) {
+        logic_msg_t *m = s->found[i];
+        im_metric_add(M.swept, 1);
+        if (m->session_type == CIM__DEF__CIMSESSION_TYPE__kCIM_SESSION_TYPE_GROUP) {
+            if (g_group_members)
+                g_group_members(m, sweep_resolved);
+            else
+                msg_unref(m);
+            continue;
+        }
+        m->rcpt = malloc(sizeof(uint64_t));
+        if (!m->rcpt) {
+            msg_unref(m);
+            continue;
+        }
+        m->rcpt[0] = m->to_id;
+        m->nrcpt = 1;
+        m->rcpt_session = 0;
+        fanout_start(m, 1);
+    }
+    free(s);
+}
+
+static void sweep_tick(uv_timer_t *t)
+{
+    (void) t;
+    if (g_logic.stopping)
+        return;
+    uint64_t before_ms = im_now_ms() - SWEEP_AGE_MS;
+    uint64_t before_id = before_ms > IM_ID_EPOCH_MS ? (before_ms - IM_ID_EPOCH_MS) << 22 : 0;
+    for (unsigned i = 0; i < IM_SHARD_COUNT; i++) {
+        if (M.sweeping[i])
+            continue;
+        sweep_t *s = calloc(1, sizeof(*s));
+        if (!s)
+            return;
+        s->shard = i;
+        s->before_id = before_id;
+        s->job.work = sweep_work;
+        s->job.done = sweep_done;
+        M.sweeping[i] = 1;
+        logic_db_submit(i, 0, &s->job);
+    }
+}
+
+/* ---------------------------------------------------------------- start / stop */
+
+int logic_msg_start(logic_t *l)
+{
+    M.l = l;
+    im_map_init(&M.known);
+    im_map_init(&M.nicks);
+    M.sent = im_metrics_counter("cim_logic_msgs_received_total", "messages taken for storing");
+    M.acked = im_metrics_counter("cim_logic_msgs_acked_total", "messages acked after commit");
+    M.dups = im_metrics_counter("cim_logic_msgs_duplicate_total",
+                                "resends answered with the stored message");
+    M.refused = im_metrics_counter("cim_logic_msgs_refused_total", "messages refused");
+    M.errors = im_metrics_counter("cim_logic_msgs_failed_total",
+                                  "messages answered ERROR (storage unavailable)");
+    M.fan_rows = im_metrics_counter("cim_logic_fanout_rows_total", "inbox rows written");
+    M.fan_retries = im_metrics_counter("cim_logic_fanout_retries_total",
+                                       "inbox writes retried (shard unavailable)");
+    M.pushes = im_metrics_counter("cim_logic_pushes_total", "packets pushed to devices");
+    M.swept = im_metrics_counter("cim_logic_sweeper_fanouts_total",
+                                 "interrupted fan-outs finished by the sweeper");
+    M.confirms = im_metrics_counter("cim_logic_delivery_confirms_total",
+                                    "delivery confirmations (0x0302) from devices");
+    uv_timer_init(l->loop, &M.sweep_timer);
+    uv_timer_start(&M.sweep_timer, sweep_tick, SWEEP_MS, SWEEP_MS);
+    uv_timer_init(l->loop, &M.retry_timer);
+    uv_timer_start(&M.retry_timer, retry_tick, 100, 100);
+    return 0;
+}
+
+void logic_msg_stop(void)
+{
+    uv_timer_stop(&M.sweep_timer);
+    uv_close((uv_handle_t *) &M.sweep_timer, NULL);
+    uv_timer_stop(&M.retry_timer);
+    uv_close((uv_handle_t *) &M.retry_timer, NULL);
+    /* retries still waiting: the sweeper of a live logic finishes them */
+    while (M.retry_head) {
+        fan_t *f = M.retry_head;
+        M.retry_head = f->next_retry;
+        f->m->fan_failed = 1;
+        logic_msg_t *m = f->m;
+        free(f);
+        msg_unref(m);
+    }
+    uint64_t k;
+    void *v;
+    for (size_t it = 0; im_map_next(&M.nicks, &it, &k, &v);)
+        free(v);
+    im_map_free(&M.nicks);
+    im_map_free(&M.known);
+}
