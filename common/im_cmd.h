@@ -80,11 +80,25 @@ enum {
 };
 
 /* CIMResCode */
-enum { IM_RES_UNKNOWN = 0, IM_RES_OK = 1, IM_RES_ERROR = 2, IM_RES_REFUSED = 3, IM_RES_RATE_LIMITED = 4 };
+enum {
+    IM_RES_UNKNOWN = 0,
+    IM_RES_OK = 1,
+    IM_RES_ERROR = 2,
+    IM_RES_REFUSED = 3,
+    IM_RES_RATE_LIMITED = 4
+};
 
 /* CIMClientType */
-enum { IM_CT_DEFAULT = 0, IM_CT_ANDROID = 1, IM_CT_IOS = 2, IM_CT_WEB = 3, IM_CT_REST_API = 4,
-       IM_CT_PC_WINDOWS = 5, IM_CT_MAC_OS = 6, IM_CT_MAX = 6 };
+enum {
+    IM_CT_DEFAULT = 0,
+    IM_CT_ANDROID = 1,
+    IM_CT_IOS = 2,
+    IM_CT_WEB = 3,
+    IM_CT_REST_API = 4,
+    IM_CT_PC_WINDOWS = 5,
+    IM_CT_MAC_OS = 6,
+    IM_CT_MAX = 6
+};
 
 /* Kickout reasons (CIMKickoutNotify.reason). */
 enum { IM_KICK_SAME_TYPE = 1, IM_KICK_API = 2, IM_KICK_DISABLED = 3 };
@@ -92,10 +106,10 @@ enum { IM_KICK_SAME_TYPE = 1, IM_KICK_API = 2, IM_KICK_DISABLED = 3 };
 typedef struct im_cmd_info_s {
     uint16_t cmd;
     const char *name;
-    uint16_t rsp_cmd;     /* response command, 0 when the request has none */
-    uint8_t rsp_field;    /* field number of the response's result code, 0 when none */
-    uint8_t rsp_is_res;   /* 1: that field is a CIMResCode (0x0302), else a CIMErrorCode */
-    uint8_t client_req;   /* 1: a client may send it (C->S) */
+    uint16_t rsp_cmd;   /* response command, 0 when the request has none */
+    uint8_t rsp_field;  /* field number of the response's result code, 0 when none */
+    uint8_t rsp_is_res; /* 1: that field is a CIMResCode (0x0302), else a CIMErrorCode */
+    uint8_t client_req; /* 1: a client may send it (C->S) */
 } im_cmd_info_t;
 
 /* Facts about a command id, or NULL for an unknown one. */

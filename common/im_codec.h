@@ -8,10 +8,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define IM_HEADER_LEN       16
-#define IM_VERSION          1
-#define IM_MAX_PACKET_DEF   (64 * 1024)   /* client -> server default */
-#define IM_MAX_PACKET_S2C   (1024 * 1024) /* server -> client hard limit */
+#define IM_HEADER_LEN     16
+#define IM_VERSION        1
+#define IM_MAX_PACKET_DEF (64 * 1024)   /* client -> server default */
+#define IM_MAX_PACKET_S2C (1024 * 1024) /* server -> client hard limit */
 
 /* Return codes shared by common modules. IM_AGAIN is not an error. */
 enum {

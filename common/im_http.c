@@ -40,8 +40,8 @@ im_mhd_result im_http_metrics(struct MHD_Connection *c)
     return ret;
 }
 
-struct MHD_Daemon *im_http_start(const char *host, int port, MHD_AccessHandlerCallback cb,
-                                 void *ud, MHD_RequestCompletedCallback done, int thread_per_conn)
+struct MHD_Daemon *im_http_start(const char *host, int port, MHD_AccessHandlerCallback cb, void *ud,
+                                 MHD_RequestCompletedCallback done, int thread_per_conn)
 {
     struct sockaddr_in sin;
     memset(&sin, 0, sizeof(sin));
@@ -58,11 +58,11 @@ struct MHD_Daemon *im_http_start(const char *host, int port, MHD_AccessHandlerCa
         flags |= MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL;
     else
         flags |= MHD_USE_EPOLL_LINUX_ONLY;
-    struct MHD_Daemon *d = MHD_start_daemon(
-        flags, (uint16_t) port, NULL, NULL, cb, ud, MHD_OPTION_SOCK_ADDR, &sin,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned) 30, MHD_OPTION_CONNECTION_LIMIT, (unsigned) 1000,
-        MHD_OPTION_NOTIFY_COMPLETED, done, ud, MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned) 1,
-        MHD_OPTION_END);
+    struct MHD_Daemon *d =
+        MHD_start_daemon(flags, (uint16_t) port, NULL, NULL, cb, ud, MHD_OPTION_SOCK_ADDR, &sin,
+                         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned) 30, MHD_OPTION_CONNECTION_LIMIT,
+                         (unsigned) 1000, MHD_OPTION_NOTIFY_COMPLETED, done, ud,
+                         MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned) 1, MHD_OPTION_END);
     if (!d)
         log_error("http: cannot listen on %s:%d", host, port);
     return d;

@@ -18,7 +18,7 @@ im_mhd_result im_http_reply(struct MHD_Connection *c, unsigned status, const cha
 im_mhd_result im_http_metrics(struct MHD_Connection *c);
 /* Start a daemon on host:port (host NULL = all) with its own polling thread, and with a thread
  * per connection when thread_per_conn (handlers may then block). NULL on error. */
-struct MHD_Daemon *im_http_start(const char *host, int port, MHD_AccessHandlerCallback cb,
-                                 void *ud, MHD_RequestCompletedCallback done, int thread_per_conn);
+struct MHD_Daemon *im_http_start(const char *host, int port, MHD_AccessHandlerCallback cb, void *ud,
+                                 MHD_RequestCompletedCallback done, int thread_per_conn);
 
 #endif

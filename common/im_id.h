@@ -9,9 +9,9 @@
 #define IM_ID_WORKER_MAX 1023
 
 typedef struct im_idgen_s {
-    uint32_t worker;   /* 0..1023 */
-    uint64_t last_ms;  /* last millisecond used (relative to epoch) */
-    uint32_t counter;  /* next counter in last_ms */
+    uint32_t worker;  /* 0..1023 */
+    uint64_t last_ms; /* last millisecond used (relative to epoch) */
+    uint32_t counter; /* next counter in last_ms */
 } im_idgen_t;
 
 void im_idgen_init(im_idgen_t *g, uint32_t worker);
@@ -21,7 +21,7 @@ void im_idgen_init(im_idgen_t *g, uint32_t worker);
 uint64_t im_idgen_next(im_idgen_t *g, uint64_t now_ms);
 uint64_t im_id_time_ms(uint64_t id); /* unix ms of an id */
 uint32_t im_id_worker(uint64_t id);
-uint64_t im_now_ms(void);           /* CLOCK_REALTIME in ms */
-uint64_t im_mono_ms(void);          /* CLOCK_MONOTONIC in ms */
+uint64_t im_now_ms(void);  /* CLOCK_REALTIME in ms */
+uint64_t im_mono_ms(void); /* CLOCK_MONOTONIC in ms */
 
 #endif

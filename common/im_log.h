@@ -12,7 +12,7 @@ void im_log_init(const char *name, int level);
 int im_log_parse_level(const char *s);
 void im_log_write(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-#define IM_LOG(lvl, ...)                                                                          \
+#define IM_LOG(lvl, ...)                                                                           \
     do {                                                                                           \
         if ((lvl) >= im_log_level)                                                                 \
             im_log_write((lvl), __VA_ARGS__);                                                      \

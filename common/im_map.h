@@ -8,9 +8,9 @@
 typedef struct im_map_s {
     uint64_t *keys; /* 0 = empty, 1 = tombstone marker stored in vals as NULL... see .c */
     void **vals;
-    size_t cap;     /* power of two */
-    size_t len;     /* live entries */
-    size_t used;    /* live + tombstones */
+    size_t cap;  /* power of two */
+    size_t len;  /* live entries */
+    size_t used; /* live + tombstones */
 } im_map_t;
 
 void im_map_init(im_map_t *m);

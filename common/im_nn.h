@@ -16,7 +16,7 @@
 #include <stdint.h>
 #include <uv.h>
 
-#define IM_NN_BATCH_MAX (512 * 1024)     /* flush threshold of one batch */
+#define IM_NN_BATCH_MAX (512 * 1024)       /* flush threshold of one batch */
 #define IM_NN_RCVMAX    (16 * 1024 * 1024) /* NN_RCVMAXSIZE: well above a batch */
 
 typedef struct im_nn_in_s im_nn_in_t;
@@ -46,7 +46,7 @@ size_t im_nn_out_queued(const im_nn_out_t *out);
 void im_nn_out_close(im_nn_out_t *out);
 
 /* Protobuf wire helpers used to build envelopes by hand. */
-size_t im_pb_varint(uint8_t *out, uint64_t v);       /* returns bytes written (<= 10) */
+size_t im_pb_varint(uint8_t *out, uint64_t v); /* returns bytes written (<= 10) */
 size_t im_pb_varint_len(uint64_t v);
 /* Append "field: varint" / "field: bytes" to buf (caller sizes it). Return bytes written. */
 size_t im_pb_put_varint_field(uint8_t *out, uint32_t field, uint64_t v);

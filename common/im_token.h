@@ -1,7 +1,8 @@
 /* im_token: login tokens. A token is not stored: it is
- *   "<user_id>.<token_ver>.<expires_unix>.<base64url(HMAC-SHA256(secret, "<user_id>.<token_ver>.<expires_unix>"))>"
- * (base64url without padding, libsodium's sodium_bin2base64 URLSAFE_NO_PADDING: 43 chars).
- * Verification recomputes the MAC and compares in constant time (crypto_auth_hmacsha256_verify). */
+ *   "<user_id>.<token_ver>.<expires_unix>.<base64url(HMAC-SHA256(secret,
+ * "<user_id>.<token_ver>.<expires_unix>"))>" (base64url without padding, libsodium's
+ * sodium_bin2base64 URLSAFE_NO_PADDING: 43 chars). Verification recomputes the MAC and compares in
+ * constant time (crypto_auth_hmacsha256_verify). */
 #ifndef IM_TOKEN_H
 #define IM_TOKEN_H
 

@@ -64,8 +64,8 @@ typedef struct gate_s {
     uv_signal_t sigterm, sigint;
     im_nn_in_t *nn_in;
     im_redis_t *redis;
-    im_map_t conns;        /* conn_id -> gate_conn_t */
-    im_map_t users;        /* user_id -> first gate_conn_t of that user (chain) */
+    im_map_t conns; /* conn_id -> gate_conn_t */
+    im_map_t users; /* user_id -> first gate_conn_t of that user (chain) */
     uint64_t next_conn_id;
     long nconns;
     gate_conn_t *lru_head, *lru_tail;   /* all open conns, least recently active first */
@@ -78,9 +78,9 @@ typedef struct gate_s {
     uint8_t *rbuf; /* the loop's shared read buffer */
     size_t rbuf_size;
     struct gate_metrics_s {
-        im_metric_t *conns, *authed, *accepted, *closed, *pkts_in, *pkts_out, *bytes_in,
-            *bytes_out, *proto_errors, *unknown_cmds, *kicks, *accept_errors, *auth_timeouts,
-            *idle_timeouts, *slow_closes, *up_dropped, *no_logic, *logics;
+        im_metric_t *conns, *authed, *accepted, *closed, *pkts_in, *pkts_out, *bytes_in, *bytes_out,
+            *proto_errors, *unknown_cmds, *kicks, *accept_errors, *auth_timeouts, *idle_timeouts,
+            *slow_closes, *up_dropped, *no_logic, *logics;
         im_metric_t *by_type[8];
     } m;
 } gate_t;
@@ -110,8 +110,8 @@ int gate_link_start(gate_t *g);
 void gate_link_stop(gate_t *g);
 /* Forward a client packet (or a close) to the logic that owns key. 0 ok, -1 no logic. */
 int gate_link_up(gate_t *g, uint64_t key, uint32_t kind, uint64_t conn_id, uint64_t user_id,
-                 uint32_t client_type, uint16_t cmd, uint16_t seq, const uint8_t *body,
-                 size_t len, const char *peer, uint32_t close_reason);
+                 uint32_t client_type, uint16_t cmd, uint16_t seq, const uint8_t *body, size_t len,
+                 const char *peer, uint32_t close_reason);
 void gate_link_registry_tick(gate_t *g);
 
 #endif

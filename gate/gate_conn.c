@@ -61,7 +61,7 @@ typedef struct {
 
 /* ---------------------------------------------------------------- lists */
 
-#define LIST_UNLINK(head, tail, x, prev, next)                                                    \
+#define LIST_UNLINK(head, tail, x, prev, next)                                                     \
     do {                                                                                           \
         if ((x)->prev)                                                                             \
             (x)->prev->next = (x)->next;                                                           \
@@ -74,7 +74,7 @@ typedef struct {
         (x)->prev = (x)->next = NULL;                                                              \
     } while (0)
 
-#define LIST_APPEND(head, tail, x, prev, next)                                                    \
+#define LIST_APPEND(head, tail, x, prev, next)                                                     \
     do {                                                                                           \
         (x)->next = NULL;                                                                          \
         (x)->prev = (tail);                                                                        \
@@ -570,7 +570,6 @@ static void free_handle(uv_handle_t *h)
     free(h->data);
 }
 
-
 static void on_connection(uv_stream_t *server, int status)
 {
     gate_t *g = server->data;
@@ -603,8 +602,7 @@ static void on_connection(uv_stream_t *server, int status)
     c->connected_ms = c->active_ms = im_mono_ms();
     struct sockaddr_storage ss;
     int sl = sizeof(ss);
-    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *) &ss, &sl) == 0 &&
-        ss.ss_family == AF_INET) {
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *) &ss, &sl) == 0 && ss.ss_family == AF_INET) {
         struct sockaddr_in *sin = (struct sockaddr_in *) &ss;
         c->peer_ip = sin->sin_addr.s_addr;
         c->peer_port = ntohs(sin->sin_port);

@@ -20,8 +20,8 @@
 #define NN_QUEUE_MAX (64u * 1024 * 1024)
 
 int gate_link_up(gate_t *g, uint64_t key, uint32_t kind, uint64_t conn_id, uint64_t user_id,
-                 uint32_t client_type, uint16_t cmd, uint16_t seq, const uint8_t *body,
-                 size_t len, const char *peer, uint32_t close_reason)
+                 uint32_t client_type, uint16_t cmd, uint16_t seq, const uint8_t *body, size_t len,
+                 const char *peer, uint32_t close_reason)
 {
     uint64_t ids[GATE_MAX_LOGICS];
     for (int i = 0; i < g->nlogics; i++)
@@ -102,8 +102,7 @@ static void handle_down(gate_t *g, const Cim__Internal__Downstream *d)
                 break;
             }
             if (d->cmd)
-                gate_conn_send(c, (uint16_t) d->cmd, (uint16_t) d->seq, d->body.data,
-                               d->body.len);
+                gate_conn_send(c, (uint16_t) d->cmd, (uint16_t) d->seq, d->body.data, d->body.len);
             gate_conn_close(c, CLOSE_LOGOUT, 1);
         }
         break;
@@ -174,8 +173,8 @@ static void on_logics(im_redis_t *r, redisReply *reply, void *ud)
         if (k == g->nlogics) {
             if (g->nlogics == GATE_MAX_LOGICS)
                 continue;
-            im_nn_out_t *out = im_nn_out_connect(g->loop, ep, g->nn_prefix, g->nn_prefix_len,
-                                                 NN_QUEUE_MAX);
+            im_nn_out_t *out =
+                im_nn_out_connect(g->loop, ep, g->nn_prefix, g->nn_prefix_len, NN_QUEUE_MAX);
             if (!out)
                 continue;
             g->logics[k].id = id;

@@ -16,7 +16,10 @@
 
 gate_t g_gate;
 
-#define OPT(n, t, f, mn, mx, d, h) {n, t, offsetof(gate_config_t, f), mn, mx, d, h}
+#define OPT(n, t, f, mn, mx, d, h)                                                                 \
+    {                                                                                              \
+        n, t, offsetof(gate_config_t, f), mn, mx, d, h                                             \
+    }
 static const im_cfg_opt_t gate_opts[] = {
     OPT("gate_id", IM_CFG_INT, gate_id, 0, 9007199254740991LL, "0", "gate id (0 = random)"),
     OPT("gate_host", IM_CFG_STR, gate_host, 0, 0, "0.0.0.0", "address for client TCP"),
@@ -66,10 +69,11 @@ static im_mhd_result http_cb(void *cls, struct MHD_Connection *conn, const char 
     if (strcmp(url, "/healthz") == 0) {
         char body[160];
         int ok = !g_gate.draining;
-        int n = snprintf(body, sizeof(body),
-                         "{\"status\":\"%s\",\"redis\":%s,\"logics\":%d,\"connections\":%ld}\n",
-                         ok ? "ok" : "draining", im_redis_connected(g_gate.redis) ? "true" : "false",
-                         g_gate.nlogics, g_gate.nconns);
+        int n =
+            snprintf(body, sizeof(body),
+                     "{\"status\":\"%s\",\"redis\":%s,\"logics\":%d,\"connections\":%ld}\n",
+                     ok ? "ok" : "draining", im_redis_connected(g_gate.redis) ? "true" : "false",
+                     g_gate.nlogics, g_gate.nconns);
         return im_http_reply(conn, ok ? 200 : 503, "application/json", body, (size_t) n);
     }
     return im_http_reply(conn, 404, "application/json", "{\"error\":\"not found\"}\n", 22);
@@ -80,7 +84,7 @@ static void metrics_init(gate_t *g)
     struct gate_metrics_s *m = &g->m;
     m->conns = im_metrics_gauge("cim_gate_connections", "open client connections");
     m->authed = im_metrics_gauge("cim_gate_connections_authed", "logged-in client connections");
-    static const char *types[] = {"default", "android", "ios", "web",
+    static const char *types[] = {"default",  "android",    "ios",    "web",
                                   "rest_api", "pc_windows", "mac_os", "other"};
     for (int i = 0; i < 8; i++) {
         char name[96];
@@ -93,21 +97,22 @@ static void metrics_init(gate_t *g)
     m->pkts_out = im_metrics_counter("cim_gate_packets_out_total", "packets to clients");
     m->bytes_in = im_metrics_counter("cim_gate_bytes_in_total", "bytes from clients");
     m->bytes_out = im_metrics_counter("cim_gate_bytes_out_total", "bytes to clients");
-    m->proto_errors = im_metrics_counter("cim_gate_protocol_errors_total",
-                                         "connections closed for bad frames");
+    m->proto_errors =
+        im_metrics_counter("cim_gate_protocol_errors_total", "connections closed for bad frames");
     m->unknown_cmds = im_metrics_counter("cim_gate_unknown_commands_total",
                                          "unknown command ids from logged-in clients");
     m->kicks = im_metrics_counter("cim_gate_kicks_total", "connections kicked (0x010B)");
     m->accept_errors = im_metrics_counter("cim_gate_accept_errors_total",
                                           "accept failures (EMFILE...) and refused connections");
     m->auth_timeouts = im_metrics_counter("cim_gate_auth_timeouts_total", "no login in time");
-    m->idle_timeouts = im_metrics_counter("cim_gate_idle_timeouts_total", "idle connections closed");
-    m->slow_closes = im_metrics_counter("cim_gate_slow_client_closes_total",
-                                        "clients closed for not reading");
+    m->idle_timeouts =
+        im_metrics_counter("cim_gate_idle_timeouts_total", "idle connections closed");
+    m->slow_closes =
+        im_metrics_counter("cim_gate_slow_client_closes_total", "clients closed for not reading");
     m->up_dropped = im_metrics_counter("cim_gate_upstream_dropped_total",
                                        "packets that could not be queued to a logic");
-    m->no_logic = im_metrics_counter("cim_gate_no_logic_total",
-                                     "requests refused because no logic was live");
+    m->no_logic =
+        im_metrics_counter("cim_gate_no_logic_total", "requests refused because no logic was live");
     m->logics = im_metrics_gauge("cim_gate_logics", "live logics known from the registry");
 }
 

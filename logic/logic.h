@@ -31,7 +31,7 @@ typedef struct logic_config_s {
     char *api_key_file;
     char *token_secret;
     char *token_secret_file;
-    long long token_ttl; /* seconds */
+    long long token_ttl;    /* seconds */
     long long pwhash_level; /* 0 min (tests), 1 interactive, 2 moderate */
     long long registry_ttl;
     long long max_body; /* HTTP body limit */
@@ -63,8 +63,8 @@ typedef struct logic_s {
     int worker_id; /* server_msg_id worker (leased in im_0), -1 until leased */
     im_idgen_t idgen;
     struct logic_metrics_s {
-        im_metric_t *pkts_in, *batches_in, *logins_ok, *logins_fail, *registers, *logouts,
-            *kicks, *db_errors, *redis_errors, *gates, *http_requests, *http_errors, *drop_down,
+        im_metric_t *pkts_in, *batches_in, *logins_ok, *logins_fail, *registers, *logouts, *kicks,
+            *db_errors, *redis_errors, *gates, *http_requests, *http_errors, *drop_down,
             *unknown_cmds;
     } m;
 } logic_t;
@@ -85,8 +85,8 @@ typedef struct logic_req_s {
 
 /* ---------------------------------------------------------------- logic_main.c: down */
 /* Queue one Downstream item to a gate (kind as in internal.proto). 0 ok, -1 unknown gate. */
-int logic_down(uint64_t gate_id, int kind, uint64_t conn_id, uint64_t user_id,
-               uint32_t client_type, uint16_t cmd, uint16_t seq, const uint8_t *body, size_t len);
+int logic_down(uint64_t gate_id, int kind, uint64_t conn_id, uint64_t user_id, uint32_t client_type,
+               uint16_t cmd, uint16_t seq, const uint8_t *body, size_t len);
 /* Reply to a request with a packed message (NULL = empty body). */
 void logic_reply(const logic_req_t *r, uint16_t cmd, const void *pbmsg);
 /* Reply with the minimal error body for the request's command (im_cmd_error_body). */

@@ -19,13 +19,11 @@
 #include "proto/cim.pb-c.h"
 #include "proto/internal.pb-c.h"
 
-static const char *SET_ROUTE_LUA =
-    "local old = redis.call('HGET', KEYS[1], ARGV[1]) "
-    "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) "
-    "return old";
-static const char *DEL_ROUTE_LUA =
-    "if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then "
-    "return redis.call('HDEL', KEYS[1], ARGV[1]) end return 0";
+static const char *SET_ROUTE_LUA = "local old = redis.call('HGET', KEYS[1], ARGV[1]) "
+                                   "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) "
+                                   "return old";
+static const char *DEL_ROUTE_LUA = "if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then "
+                                   "return redis.call('HDEL', KEYS[1], ARGV[1]) end return 0";
 
 /* ---------------------------------------------------------------- password hashing */
 
@@ -258,15 +256,15 @@ static void route_set_done(im_redis_t *rd, redisReply *reply, void *ud)
     uint8_t *buf = malloc(n ? n : 1);
     if (buf) {
         cim__def__cimauth_rsp__pack(&rsp, buf);
-        logic_down(r->gate_id, CIM__INTERNAL__DOWNSTREAM__KIND__AUTH_OK, r->conn_id,
-                   lg->u.user_id, lg->client_type, rsp_cmd, r->seq, buf, n);
+        logic_down(r->gate_id, CIM__INTERNAL__DOWNSTREAM__KIND__AUTH_OK, r->conn_id, lg->u.user_id,
+                   lg->client_type, rsp_cmd, r->seq, buf, n);
         free(buf);
     }
     im_metric_add(g_logic.m.logins_ok, 1);
     logic_nick_set(lg->u.user_id, lg->u.nick);
-    log_info("conn %llu peer %s: user %llu type %u logged in (%s)",
-             (unsigned long long) r->conn_id, r->peer, (unsigned long long) lg->u.user_id,
-             lg->client_type, r->cmd == IM_CMD_AUTH_REQ ? "password" : "token");
+    log_info("conn %llu peer %s: user %llu type %u logged in (%s)", (unsigned long long) r->conn_id,
+             r->peer, (unsigned long long) lg->u.user_id, lg->client_type,
+             r->cmd == IM_CMD_AUTH_REQ ? "password" : "token");
     sodium_memzero(token, sizeof(token));
     login_free(lg);
 }
@@ -377,12 +375,16 @@ void logic_auth_token(const logic_req_t *r, const uint8_t *body, size_t len)
     }
     uint64_t uid = 0, exp = 0;
     uint32_t ver = 0;
-    int rc = im_token_verify(g_logic.token_key, q->user_token, (uint64_t) time(NULL), &uid, &ver,
-                             &exp);
+    int rc =
+        im_token_verify(g_logic.token_key, q->user_token, (uint64_t) time(NULL), &uid, &ver, &exp);
     if (rc != 0 || (q->user_id != 0 && q->user_id != uid)) {
         log_info("conn %llu peer %s: token login refused (%s)", (unsigned long long) r->conn_id,
-                 r->peer, rc == -2 ? "expired" : rc ? "bad token" : "token of another user");
-        reply_auth_fail(r, IM_ERR_LOGIN_INVALID_TOKEN, rc == -2 ? "token expired" : "invalid token");
+                 r->peer,
+                 rc == -2 ? "expired"
+                 : rc     ? "bad token"
+                          : "token of another user");
+        reply_auth_fail(r, IM_ERR_LOGIN_INVALID_TOKEN,
+                        rc == -2 ? "token expired" : "invalid token");
         cim__def__cimauth_token_req__free_unpacked(q, NULL);
         return;
     }
@@ -525,8 +527,9 @@ static void lease_work(logic_job_t *job, logic_dbc_t *c)
     uint32_t start = randombytes_uniform(1024);
     for (uint32_t i = 0; i < 1024; i++) {
         uint32_t w = (start + i) % 1024;
-        long n = db_exec(c, "INSERT IGNORE INTO im_worker (worker_id, owner, expires) VALUES "
-                            "(?, '', 0)",
+        long n = db_exec(c,
+                         "INSERT IGNORE INTO im_worker (worker_id, owner, expires) VALUES "
+                         "(?, '', 0)",
                          "u", "", w);
         if (n >= 0)
             n = db_exec(c,

@@ -18,10 +18,10 @@
 #include "im_log.h"
 #include "logic.h"
 
-#define MAX_SHARDS   16
-#define MAX_WORKERS  16
-#define MAX_STMTS    96
-#define RETRY_MS     500
+#define MAX_SHARDS  16
+#define MAX_WORKERS 16
+#define MAX_STMTS   96
+#define RETRY_MS    500
 
 typedef struct {
     const char *sql;
@@ -32,7 +32,7 @@ struct logic_dbc_s {
     MYSQL *my;
     stmt_slot_t stmts[MAX_STMTS];
     int nstmts;
-    int broken; /* set by db_exec on a connection error */
+    int broken;       /* set by db_exec on a connection error */
     MYSQL_STMT *last; /* the statement run last (for its insert id) */
 };
 
@@ -294,7 +294,7 @@ static long db_run(logic_dbc_t *c, const char *sql, const char *in, const char *
     mysql_stmt_free_result(st);
     mysql_stmt_reset(st);
     return ret;
-err: {
+err : {
     unsigned e = mysql_stmt_errno(st);
     if (e == ER_DUP_ENTRY)
         return DB_EDUP;

@@ -169,8 +169,7 @@ static void api_users_post(http_req_t *r, json_t *body)
     const char *avatar = json_str(body, "avatar_url", &bad);
     const char *pwd = json_str(body, "password", &bad);
     if (bad)
-        return http_finish(r, 400, -1, "user_name, nick_name, avatar_url, password: strings",
-                           NULL);
+        return http_finish(r, 400, -1, "user_name, nick_name, avatar_url, password: strings", NULL);
     if (name && !logic_user_name_valid(name))
         return http_finish(r, 400, IM_ERR_USER_INVALID_PARAMETER,
                            "user_name: 3-32 characters of [A-Za-z0-9_.-]", NULL);
@@ -370,9 +369,9 @@ static im_mhd_result access_cb(void *cls, struct MHD_Connection *c, const char *
         int ok = im_redis_connected(g_logic.redis) && g_logic.worker_id >= 0;
         for (unsigned i = 0; i < logic_db_shards(); i++)
             ok &= logic_db_shard_ok(i);
-        int n = snprintf(body, sizeof(body), "{\"status\":\"%s\",\"redis\":%s,\"mysql\":[",
-                         ok ? "ok" : "degraded",
-                         im_redis_connected(g_logic.redis) ? "true" : "false");
+        int n =
+            snprintf(body, sizeof(body), "{\"status\":\"%s\",\"redis\":%s,\"mysql\":[",
+                     ok ? "ok" : "degraded", im_redis_connected(g_logic.redis) ? "true" : "false");
         for (unsigned i = 0; i < logic_db_shards(); i++) {
             int sok = logic_db_shard_ok(i);
             n += snprintf(body + n, sizeof(body) - (size_t) n, "%s%s", i ? "," : "",

@@ -21,7 +21,10 @@ logic_t g_logic;
 #define GATE_QUEUE_MAX (64u * 1024 * 1024)
 #define GATE_FORGET_MS 60000
 
-#define OPT(n, t, f, mn, mx, d, h) {n, t, offsetof(logic_config_t, f), mn, mx, d, h}
+#define OPT(n, t, f, mn, mx, d, h)                                                                 \
+    {                                                                                              \
+        n, t, offsetof(logic_config_t, f), mn, mx, d, h                                            \
+    }
 static const im_cfg_opt_t logic_opts[] = {
     OPT("logic_id", IM_CFG_INT, logic_id, 0, 9007199254740991LL, "0", "logic id (0 = random)"),
     OPT("logic_nn_addr", IM_CFG_STR, logic_nn_addr, 0, 0, "tcp://127.0.0.1:7000",
@@ -91,8 +94,8 @@ logic_gate_t *logic_gate_get(uint64_t gate_id, const char *ep)
     return gt;
 }
 
-int logic_down(uint64_t gate_id, int kind, uint64_t conn_id, uint64_t user_id,
-               uint32_t client_type, uint16_t cmd, uint16_t seq, const uint8_t *body, size_t len)
+int logic_down(uint64_t gate_id, int kind, uint64_t conn_id, uint64_t user_id, uint32_t client_type,
+               uint16_t cmd, uint16_t seq, const uint8_t *body, size_t len)
 {
     logic_gate_t *gt = logic_gate_get(gate_id, NULL);
     if (!gt) {
@@ -311,8 +314,8 @@ static void metrics_init(logic_t *l)
     m->redis_errors = im_metrics_counter("cim_logic_redis_errors_total", "Redis commands failed");
     m->gates = im_metrics_gauge("cim_logic_gates", "gates known");
     m->http_requests = im_metrics_counter("cim_logic_http_requests_total", "HTTP API requests");
-    m->http_errors = im_metrics_counter("cim_logic_http_errors_total",
-                                        "HTTP API answers with status >= 400");
+    m->http_errors =
+        im_metrics_counter("cim_logic_http_errors_total", "HTTP API answers with status >= 400");
     m->drop_down = im_metrics_counter("cim_logic_down_dropped_total",
                                       "items for unknown gates or full queues");
     m->unknown_cmds = im_metrics_counter("cim_logic_unserved_commands_total",
@@ -347,8 +350,7 @@ static int load_secret(const char *value, const char *file, const char *what, ch
         *out = strdup(value ? value : "");
     }
     if (!*out || strlen(*out) < 16) {
-        log_error("%s missing or shorter than 16 characters (set %s or %s_file)", what, what,
-                  what);
+        log_error("%s missing or shorter than 16 characters (set %s or %s_file)", what, what, what);
         return -1;
     }
     return 0;
@@ -428,8 +430,7 @@ int main(int argc, char **argv)
     if (sodium_init() < 0)
         return 1;
     if (strncmp(l->cfg.logic_nn_addr, "tcp://", 6) != 0) {
-        log_error("logic_nn_addr must be tcp://IP:PORT (literal IP), got %s",
-                  l->cfg.logic_nn_addr);
+        log_error("logic_nn_addr must be tcp://IP:PORT (literal IP), got %s", l->cfg.logic_nn_addr);
         return 2;
     }
     char *secret = NULL;

@@ -25,9 +25,9 @@ struct logic_msg_s {
     uint64_t server_msg_id, from_id, to_id, from_seq;
     uint32_t session_type, msg_type, client_type, created;
     int in_author_inbox;
-    int push; /* push to online devices after fan-out */
-    int checked;  /* store: look for an earlier copy first (resend, retry) */
-    int dup;      /* store: a resend; ids are the stored ones */
+    int push;    /* push to online devices after fan-out */
+    int checked; /* store: look for an earlier copy first (resend, retry) */
+    int dup;     /* store: a resend; ids are the stored ones */
     int fanout_done;
     char cmid[65];
     uint8_t *data;
@@ -35,9 +35,9 @@ struct logic_msg_s {
     uint64_t *rcpt; /* recipients */
     size_t nrcpt;
     uint64_t rcpt_session; /* session id the recipients see (0: the author, for 1:1) */
-    int refs;           /* the store job, then one per fan-out job in flight */
-    int ack_after_fanout; /* a resend of a message whose fan-out was cut short */
-    int fan_failed;     /* some recipient could not be written: keep "done" unmarked */
+    int refs;              /* the store job, then one per fan-out job in flight */
+    int ack_after_fanout;  /* a resend of a message whose fan-out was cut short */
+    int fan_failed;        /* some recipient could not be written: keep "done" unmarked */
     logic_msg_done_cb cb;
     void *ud;
 };
@@ -67,8 +67,8 @@ static struct {
     uv_timer_t sweep_timer, retry_timer;
     fan_t *retry_head;
     int sweeping[IM_SHARD_COUNT];
-    im_metric_t *sent, *acked, *dups, *refused, *errors, *fan_rows, *fan_retries, *pushes,
-        *swept, *confirms;
+    im_metric_t *sent, *acked, *dups, *refused, *errors, *fan_rows, *fan_retries, *pushes, *swept,
+        *confirms;
 } M;
 
 static void msg_unref(logic_msg_t *m)
@@ -251,8 +251,9 @@ again:
             if (g->user_id == f->user_id && !g->exists && !g->seq)
                 k++;
         }
-        long r = db_exec(c, "UPDATE im_user SET max_seq = LAST_INSERT_ID(max_seq + ?) "
-                            "WHERE user_id = ?",
+        long r = db_exec(c,
+                         "UPDATE im_user SET max_seq = LAST_INSERT_ID(max_seq + ?) "
+                         "WHERE user_id = ?",
                          "UU", "", k, f->user_id);
         if (r < 0)
             goto fail_rb;
@@ -412,8 +413,9 @@ static void mark_batch(logic_job_t **jobs, int n, logic_dbc_t *c)
         goto fail;
     for (int i = 0; i < n; i++) {
         mark_t *k = (mark_t *) jobs[i];
-        if (db_exec(c, "UPDATE im_message_send SET fanout = 1 WHERE from_id = ? AND "
-                       "server_msg_id = ?",
+        if (db_exec(c,
+                    "UPDATE im_message_send SET fanout = 1 WHERE from_id = ? AND "
+                    "server_msg_id = ?",
                     "UU", "", k->from_id, k->server_msg_id) < 0) {
             db_rollback(c);
             goto fail;
@@ -499,8 +501,9 @@ again:
             if (o->from_id == m->from_id && !o->dup && !o->from_seq && o->in_author_inbox)
                 k++;
         }
-        long r = db_exec(c, "UPDATE im_user SET max_seq = LAST_INSERT_ID(max_seq + ?) "
-                            "WHERE user_id = ?",
+        long r = db_exec(c,
+                         "UPDATE im_user SET max_seq = LAST_INSERT_ID(max_seq + ?) "
+                         "WHERE user_id = ?",
                          "UU", "", k, m->from_id);
         if (r < 0)
             goto fail_rb;
@@ -748,9 +751,9 @@ void logic_msg_send(const logic_req_t *r, const uint8_t *body, size_t len)
     else if (g_logic.worker_id < 0)
         refuse(r, d, IM_RES_ERROR, "no message id worker leased yet");
     else {
-        logic_msg_t *m = msg_new(r->user_id, d->to_session_id, (uint32_t) d->session_type,
-                                 (uint32_t) d->msg_type, d->client_msg_id, d->msg_data.data,
-                                 d->msg_data.len);
+        logic_msg_t *m =
+            msg_new(r->user_id, d->to_session_id, (uint32_t) d->session_type,
+                    (uint32_t) d->msg_type, d->client_msg_id, d->msg_data.data, d->msg_data.len);
         if (!m) {
             refuse(r, d, IM_RES_ERROR, "out of memory");
         } else {
@@ -781,8 +784,7 @@ void logic_msg_send(const logic_req_t *r, const uint8_t *body, size_t len)
                             e->m = m;
                             e->job.work = exists_work;
                             e->job.done = exists_done;
-                            logic_db_submit(im_shard_of(e->uid, IM_SHARD_COUNT), e->uid,
-                                            &e->job);
+                            logic_db_submit(im_shard_of(e->uid, IM_SHARD_COUNT), e->uid, &e->job);
                         }
                     }
                 }
@@ -833,8 +835,8 @@ void logic_msg_post(uint64_t from_id, uint64_t to_id, uint32_t session_type, uin
         return;
     }
     m->nrcpt = nrcpt;
-    m->rcpt_session = session_type == CIM__DEF__CIMSESSION_TYPE__kCIM_SESSION_TYPE_GROUP ? to_id
-                                                                                        : 0;
+    m->rcpt_session =
+        session_type == CIM__DEF__CIMSESSION_TYPE__kCIM_SESSION_TYPE_GROUP ? to_id : 0;
     m->in_author_inbox = in_author_inbox && from_id != 0;
     m->push = push;
     m->checked = 1; /* internal ids may repeat after a restart: dedupe against the store */
@@ -856,8 +858,9 @@ static void confirm_batch(logic_job_t **jobs, int n, logic_dbc_t *c)
         return;
     for (int i = 0; i < n; i++) {
         confirm_t *k = (confirm_t *) jobs[i];
-        if (db_exec(c, "UPDATE im_message_recv SET status = 1 WHERE user_id = ? AND "
-                       "server_msg_id = ? AND status = 0",
+        if (db_exec(c,
+                    "UPDATE im_message_recv SET status = 1 WHERE user_id = ? AND "
+                    "server_msg_id = ? AND status = 0",
                     "UU", "", k->user_id, k->server_msg_id) < 0) {
             db_rollback(c);
             return;
@@ -907,8 +910,8 @@ typedef struct sweep_s {
     size_t len;
 } sweep_t;
 
-typedef void (*group_members_fn)(logic_msg_t *m, void (*cont)(logic_msg_t *m, uint64_t *rcpt,
-                                                             size_t n));
+typedef void (*group_members_fn)(logic_msg_t *m,
+                                 void (*cont)(logic_msg_t *m, uint64_t *rcpt, size_t n));
 static group_members_fn g_group_members;
 
 void logic_msg_set_group_members(group_members_fn fn);
@@ -940,9 +943,9 @@ static void sweep_work(logic_job_t *job, logic_dbc_t *c)
                       "SELECT from_id, server_msg_id, client_msg_id, to_id, session_type, "
                       "msg_type, from_seq, client_type, created, msg_data FROM im_message_send "
                       "WHERE fanout = 0 AND server_msg_id < ? ORDER BY server_msg_id LIMIT 200",
-                      sweep_row, s, "U", "UUsUuuUuub", s->before_id, &s->from_id, &s->sid,
-                      s->cmid, sizeof(s->cmid), &s->to_id, &s->st, &s->mt, &s->from_seq, &s->ct,
-                      &s->created, s->data, sizeof(s->data), &s->len);
+                      sweep_row, s, "U", "UUsUuuUuub", s->before_id, &s->from_id, &s->sid, s->cmid,
+                      sizeof(s->cmid), &s->to_id, &s->st, &s->mt, &s->from_seq, &s->ct, &s->created,
+                      s->data, sizeof(s->data), &s->len);
     job->rc = r < 0 ? (int) r : DB_OK;
 }
 

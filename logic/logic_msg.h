@@ -16,7 +16,7 @@
 #include "logic.h"
 
 #define LOGIC_MSG_DATA_MAX (16 * 1024)
-#define LOGIC_NOTIFICATION 9 /* CIMMsgType NOTIFICATION */
+#define LOGIC_NOTIFICATION 9  /* CIMMsgType NOTIFICATION */
 #define LOGIC_RECALLED     11 /* CIMMsgStatus RECALLED */
 
 typedef struct logic_msg_s logic_msg_t;

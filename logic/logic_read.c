@@ -265,8 +265,7 @@ static void rd_work(logic_job_t *job, logic_dbc_t *c)
         r = db_query(c,
                      "SELECT session_type, session_id, MAX(server_msg_id) FROM im_message_recv "
                      "WHERE user_id = ? GROUP BY session_type, session_id",
-                     ses_row, rd, "U", "uUU", rd->uid, &rd->srow.st, &rd->srow.sid,
-                     &rd->srow.last);
+                     ses_row, rd, "U", "uUU", rd->uid, &rd->srow.st, &rd->srow.sid, &rd->srow.last);
         if (r >= 0) {
             rd->srow.own = 1;
             r = db_query(c,
@@ -285,14 +284,12 @@ static void rd_work(logic_job_t *job, logic_dbc_t *c)
                 r = db_query(c,
                              "SELECT " SEND_COLS " FROM im_message_send WHERE from_id = ? AND "
                              "server_msg_id = ?",
-                             row_send, rd, "UU", SEND_OUT, rd->uid, rd->ses[i].last,
-                             SEND_PTRS(rd));
+                             row_send, rd, "UU", SEND_OUT, rd->uid, rd->ses[i].last, SEND_PTRS(rd));
             else
                 r = db_query(c,
                              "SELECT " RECV_COLS " FROM im_message_recv WHERE user_id = ? AND "
                              "server_msg_id = ?",
-                             row_recv, rd, "UU", RECV_OUT, rd->uid, rd->ses[i].last,
-                             RECV_PTRS(rd));
+                             row_recv, rd, "UU", RECV_OUT, rd->uid, rd->ses[i].last, RECV_PTRS(rd));
         }
         if (r < 0)
             goto fail;
@@ -800,8 +797,7 @@ void logic_read_history(const logic_req_t *r, const uint8_t *body, size_t len)
 void logic_read_latest(const logic_req_t *r, const uint8_t *body, size_t len);
 void logic_read_latest(const logic_req_t *r, const uint8_t *body, size_t len)
 {
-    CIM__Def__CIMGetLatestMsgIdReq *q = cim__def__cimget_latest_msg_id_req__unpack(NULL, len,
-                                                                                    body);
+    CIM__Def__CIMGetLatestMsgIdReq *q = cim__def__cimget_latest_msg_id_req__unpack(NULL, len, body);
     if (!q || !session_ok((uint32_t) q->session_type, q->session_id)) {
         logic_reply_error(r, IM_ERR_INVALID_PARAMETER);
         if (q)
@@ -825,8 +821,7 @@ void logic_read_by_id(const logic_req_t *r, const uint8_t *body, size_t len);
 void logic_read_by_id(const logic_req_t *r, const uint8_t *body, size_t len)
 {
     CIM__Def__CIMGetMsgByIdReq *q = cim__def__cimget_msg_by_id_req__unpack(NULL, len, body);
-    if (!q || !session_ok((uint32_t) q->session_type, q->session_id) ||
-        q->n_msg_id_list > 20) {
+    if (!q || !session_ok((uint32_t) q->session_type, q->session_id) || q->n_msg_id_list > 20) {
         logic_reply_error(r, IM_ERR_INVALID_PARAMETER);
         if (q)
             cim__def__cimget_msg_by_id_req__free_unpacked(q, NULL);
@@ -1007,8 +1002,7 @@ static void recall_work(logic_job_t *job, logic_dbc_t *c)
     k->result = IM_ERR_SUCCESS;
 }
 
-typedef void (*recall_rcpt_fn)(uint64_t group_id, void (*cont)(void *ud, uint64_t *rcpt,
-                                                               size_t n),
+typedef void (*recall_rcpt_fn)(uint64_t group_id, void (*cont)(void *ud, uint64_t *rcpt, size_t n),
                                void *ud);
 static recall_rcpt_fn g_group_rcpt;
 

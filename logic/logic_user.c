@@ -75,8 +75,7 @@ void logic_lower(char *dst, const char *src, size_t cap)
 
 /* ---------------------------------------------------------------- creation saga */
 
-enum { ST_CLAIM_NAME, ST_INSERT_USER, ST_UNDO_NAME, ST_ALLOC, ST_CLAIM_NAME_FOR_UID,
-       ST_UNDO_USER };
+enum { ST_CLAIM_NAME, ST_INSERT_USER, ST_UNDO_NAME, ST_ALLOC, ST_CLAIM_NAME_FOR_UID, ST_UNDO_USER };
 
 typedef struct create_s {
     logic_job_t job;
@@ -270,8 +269,8 @@ static void lookup_work(logic_job_t *job, logic_dbc_t *c)
     lookup_t *lk = (lookup_t *) job;
     long n;
     if (lk->by_name) {
-        n = db_exec(c, "SELECT user_id FROM im_user_name WHERE name_lc = ?", "s", "U",
-                    lk->name_lc, &lk->u.user_id);
+        n = db_exec(c, "SELECT user_id FROM im_user_name WHERE name_lc = ?", "s", "U", lk->name_lc,
+                    &lk->u.user_id);
     } else {
         n = db_exec(c,
                     "SELECT IFNULL(user_name, ''), nick_name, avatar_url, IFNULL(pwd_hash, ''), "
@@ -338,8 +337,8 @@ static void bump_work(logic_job_t *job, logic_dbc_t *c)
         job->rc = DB_ECONN;
         return;
     }
-    long n = db_exec(c, "UPDATE im_user SET token_ver = token_ver + 1 WHERE user_id = ?", "U",
-                     "", b->uid);
+    long n = db_exec(c, "UPDATE im_user SET token_ver = token_ver + 1 WHERE user_id = ?", "U", "",
+                     b->uid);
     if (n >= 0)
         n = db_exec(c, "SELECT token_ver FROM im_user WHERE user_id = ?", "U", "u", b->uid,
                     &b->ver);

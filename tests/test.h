@@ -19,14 +19,17 @@
 #include <unistd.h>
 
 typedef void (*test_fn_t)(void);
-struct test_case { const char *name; test_fn_t fn; };
+struct test_case {
+    const char *name;
+    test_fn_t fn;
+};
 
 #define TEST_MAX 512
 static struct test_case test_cases_[TEST_MAX];
 static int test_count_;
 static int test_failed_in_case_;
 
-#define TEST(tname)                                                                               \
+#define TEST(tname)                                                                                \
     static void test_##tname(void);                                                                \
     __attribute__((constructor)) static void test_reg_##tname(void)                                \
     {                                                                                              \
@@ -38,7 +41,7 @@ static int test_failed_in_case_;
     }                                                                                              \
     static void test_##tname(void)
 
-#define CHECK(cond)                                                                               \
+#define CHECK(cond)                                                                                \
     do {                                                                                           \
         if (!(cond)) {                                                                             \
             fprintf(stderr, "  FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);                      \
@@ -47,7 +50,7 @@ static int test_failed_in_case_;
         }                                                                                          \
     } while (0)
 
-#define CHECK_EQ_INT(a, b)                                                                        \
+#define CHECK_EQ_INT(a, b)                                                                         \
     do {                                                                                           \
         long long a_ = (long long) (a), b_ = (long long) (b);                                      \
         if (a_ != b_) {                                                                            \
@@ -58,7 +61,7 @@ static int test_failed_in_case_;
         }                                                                                          \
     } while (0)
 
-#define CHECK_EQ_STR(a, b)                                                                        \
+#define CHECK_EQ_STR(a, b)                                                                         \
     do {                                                                                           \
         const char *a_ = (a), *b_ = (b);                                                           \
         if (!a_ || !b_ || strcmp(a_, b_) != 0) {                                                   \
@@ -117,7 +120,7 @@ static int test_main_(int argc, char **argv)
     return failed ? 1 : 0;
 }
 
-#define TEST_MAIN()                                                                               \
+#define TEST_MAIN()                                                                                \
     int main(int argc, char **argv)                                                                \
     {                                                                                              \
         return test_main_(argc, argv);                                                             \
