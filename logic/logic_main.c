@@ -13,6 +13,7 @@
 #include "im_config.h"
 #include "im_log.h"
 #include "logic.h"
+#include "logic_group.h"
 #include "logic_msg.h"
 #include "proto/internal.pb-c.h"
 
@@ -179,6 +180,15 @@ static const route_t routes[] = {
     {IM_CMD_RECENT_SESSION_REQ, 1, logic_read_sessions},
     {IM_CMD_MSG_READ_ACK, 1, logic_read_ack},
     {IM_CMD_RECALL_REQ, 1, logic_read_recall},
+    {IM_CMD_GROUP_CREATE_REQ, 1, logic_group_create},
+    {IM_CMD_GROUP_DISBAND_REQ, 1, logic_group_disband},
+    {IM_CMD_GROUP_EXIT_REQ, 1, logic_group_exit},
+    {IM_CMD_GROUP_LIST_REQ, 1, logic_group_list},
+    {IM_CMD_GROUP_INFO_REQ, 1, logic_group_info},
+    {IM_CMD_GROUP_INVITE_REQ, 1, logic_group_invite},
+    {IM_CMD_GROUP_KICK_REQ, 1, logic_group_kick},
+    {IM_CMD_GROUP_MEMBER_LIST_REQ, 1, logic_group_members},
+    {IM_CMD_GROUP_JOIN_REQ, 1, logic_group_join},
 };
 
 static void dispatch(const logic_req_t *r, const uint8_t *body, size_t len)
@@ -494,6 +504,7 @@ int main(int argc, char **argv)
         return 1;
     logic_worker_lease_start(l);
     logic_msg_start(l);
+    logic_group_start(l);
     uv_timer_init(l->loop, &l->registry_timer);
     l->registry_timer.data = l;
     uv_timer_start(&l->registry_timer, registry_tick, 100, 1000);

@@ -685,11 +685,7 @@ static void exists_done(logic_job_t *job)
         im_metric_add(M.refused, 1);
         msg_unref(m);
     } else {
-        if (M.known.len > KNOWN_USERS_MAX) {
-            im_map_free(&M.known);
-            im_map_init(&M.known);
-        }
-        im_map_put(&M.known, e->uid, (void *) 1);
+        logic_user_mark_known(e->uid);
         store_submit(m);
     }
     free(e);
@@ -714,13 +710,35 @@ static void refuse(const logic_req_t *r, const CIM__Def__CIMMsgData *d, int res,
               (unsigned long long) r->user_id, why);
 }
 
-typedef void (*group_send_fn)(logic_msg_t *m, const logic_req_t *r);
-static group_send_fn g_group_send;
+static logic_group_send_fn g_group_send;
 
-void logic_msg_set_group_sender(group_send_fn fn);
-void logic_msg_set_group_sender(group_send_fn fn)
+void logic_msg_set_group_sender(logic_group_send_fn fn)
 {
     g_group_send = fn;
+}
+
+uint64_t logic_msg_author(const logic_msg_t *m)
+{
+    return m->from_id;
+}
+
+uint64_t logic_msg_session(const logic_msg_t *m)
+{
+    return m->to_id;
+}
+
+int logic_user_known(uint64_t uid)
+{
+    return im_map_get(&M.known, uid) != NULL;
+}
+
+void logic_user_mark_known(uint64_t uid)
+{
+    if (M.known.len > KNOWN_USERS_MAX) {
+        im_map_free(&M.known);
+        im_map_init(&M.known);
+    }
+    im_map_put(&M.known, uid, (void *) 1);
 }
 
 void logic_msg_send(const logic_req_t *r, const uint8_t *body, size_t len)
@@ -794,8 +812,6 @@ void logic_msg_send(const logic_req_t *r, const uint8_t *body, size_t len)
     cim__def__cimmsg_data__free_unpacked(d, NULL);
 }
 
-/* For the group module: store m to these recipients (taken), session = the group. */
-void logic_msg_store_to(logic_msg_t *m, uint64_t *rcpt, size_t n, int res_if_refused);
 void logic_msg_store_to(logic_msg_t *m, uint64_t *rcpt, size_t n, int res_if_refused)
 {
     if (!rcpt) {
@@ -910,12 +926,9 @@ typedef struct sweep_s {
     size_t len;
 } sweep_t;
 
-typedef void (*group_members_fn)(logic_msg_t *m,
-                                 void (*cont)(logic_msg_t *m, uint64_t *rcpt, size_t n));
-static group_members_fn g_group_members;
+static logic_group_members_fn g_group_members;
 
-void logic_msg_set_group_members(group_members_fn fn);
-void logic_msg_set_group_members(group_members_fn fn)
+void logic_msg_set_group_members(logic_group_members_fn fn)
 {
     g_group_members = fn;
 }

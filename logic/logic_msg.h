@@ -45,6 +45,24 @@ void logic_push_user(uint64_t uid, uint64_t skip_gate, uint64_t skip_conn, uint1
 void logic_nick_set(uint64_t uid, const char *nick);
 const char *logic_nick_get(uint64_t uid);
 
+/* Users known to exist (a cache of im_user lookups). */
+int logic_user_known(uint64_t uid);
+void logic_user_mark_known(uint64_t uid);
+
+/* Hooks the group module installs: resolve a group message's recipients (the members but the
+ * author) and check the author may send; cont gets rcpt (taken) or NULL with a CIMResCode. */
+typedef void (*logic_group_send_fn)(logic_msg_t *m, const logic_req_t *r);
+void logic_msg_set_group_sender(logic_group_send_fn fn);
+/* For the group module, after the checks: store m for rcpt (taken), or refuse with res. */
+void logic_msg_store_to(logic_msg_t *m, uint64_t *rcpt, size_t n, int res_if_refused);
+uint64_t logic_msg_author(const logic_msg_t *m);
+uint64_t logic_msg_session(const logic_msg_t *m);
+/* Sweeper: the recipients of an interrupted group message; cont(m, rcpt taken, n), or
+ * cont(m, NULL, (size_t) -1) to try again at the next sweep. */
+typedef void (*logic_group_members_fn)(logic_msg_t *m,
+                                       void (*cont)(logic_msg_t *m, uint64_t *rcpt, size_t n));
+void logic_msg_set_group_members(logic_group_members_fn fn);
+
 int logic_msg_start(logic_t *l);
 void logic_msg_stop(void);
 

@@ -1002,8 +1002,8 @@ static void recall_work(logic_job_t *job, logic_dbc_t *c)
     k->result = IM_ERR_SUCCESS;
 }
 
-typedef void (*recall_rcpt_fn)(uint64_t group_id, void (*cont)(void *ud, uint64_t *rcpt, size_t n),
-                               void *ud);
+typedef void (*recall_rcpt_fn)(uint64_t group_id, uint64_t author,
+                               void (*cont)(void *ud, uint64_t *rcpt, size_t n), void *ud);
 static recall_rcpt_fn g_group_rcpt;
 
 void logic_read_set_group_rcpt(recall_rcpt_fn fn);
@@ -1074,7 +1074,7 @@ static void recall_done(logic_job_t *job)
             rcpt[0] = k->sid;
         recall_notify(k, rcpt, rcpt ? 1 : 0);
     } else if (g_group_rcpt) {
-        g_group_rcpt(k->sid, recall_notify, k);
+        g_group_rcpt(k->sid, k->req.user_id, recall_notify, k);
     } else {
         recall_notify(k, NULL, 0);
     }
