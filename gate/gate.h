@@ -104,6 +104,8 @@ gate_conn_t *gate_conn_user_next(gate_conn_t *c);
 uint64_t gate_conn_id(const gate_conn_t *c);
 uint32_t gate_conn_client_type(const gate_conn_t *c);
 void gate_conn_stop_accepting(gate_t *g);
+/* Send a ROUTE item upstream for every logged-in connection; returns how many. */
+int gate_conn_reannounce(gate_t *g);
 
 /* gate_link.c */
 int gate_link_start(gate_t *g);

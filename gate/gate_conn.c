@@ -701,6 +701,19 @@ void gate_conn_sweep(gate_t *g)
     }
 }
 
+int gate_conn_reannounce(gate_t *g)
+{
+    int n = 0;
+    for (gate_conn_t *c = g->lru_head; c; c = c->lru_next) {
+        if (c->state != CONN_AUTHED)
+            continue;
+        gate_link_up(g, c->user_id, CIM__INTERNAL__UPSTREAM__KIND__ROUTE, c->id, c->user_id,
+                     c->client_type, 0, 0, NULL, 0, NULL, 0);
+        n++;
+    }
+    return n;
+}
+
 void gate_conn_close_all(gate_t *g)
 {
     for (gate_conn_t *c = g->lru_head; c;) {

@@ -196,6 +196,19 @@ static void on_logics(im_redis_t *r, redisReply *reply, void *ud)
     im_metric_set(g->m.logics, g->nlogics);
 }
 
+static void on_marker(im_redis_t *r, redisReply *reply, void *ud)
+{
+    gate_t *g = ud;
+    (void) r;
+    /* our marker was missing: Redis lost its data (or this is our first tick), so the routes of
+     * our logged-in connections are gone too: announce them again */
+    if (reply && reply->type == REDIS_REPLY_STATUS) {
+        int n = gate_conn_reannounce(g);
+        if (n)
+            log_warn("Redis lost this gate's routes: %d connection(s) announced again", n);
+    }
+}
+
 void gate_link_registry_tick(gate_t *g)
 {
     uint64_t now = im_now_ms();
@@ -208,6 +221,8 @@ void gate_link_registry_tick(gate_t *g)
         im_redis_cmd(g->redis, NULL, NULL, "ZADD cim:gates %s %s", score, member);
     im_redis_cmd(g->redis, NULL, NULL, "ZREMRANGEBYSCORE cim:gates -inf %s", nowbuf);
     im_redis_cmd(g->redis, on_logics, g, "ZRANGEBYSCORE cim:logics %s +inf WITHSCORES", nowbuf);
+    if (!g->draining && g->nlogics)
+        im_redis_cmd(g->redis, on_marker, g, "SET cim:gmark:%llu 1 NX", (unsigned long long) g->id);
 }
 
 int gate_link_start(gate_t *g)
@@ -233,6 +248,7 @@ void gate_link_stop(gate_t *g)
     char member[256];
     snprintf(member, sizeof(member), "%llu|%s", (unsigned long long) g->id, g->cfg.gate_nn_addr);
     im_redis_cmd(g->redis, NULL, NULL, "ZREM cim:gates %s", member);
+    im_redis_cmd(g->redis, NULL, NULL, "DEL cim:gmark:%llu", (unsigned long long) g->id);
     for (int i = 0; i < g->nlogics; i++)
         im_nn_out_close(g->logics[i].out);
     g->nlogics = 0;

@@ -41,7 +41,8 @@ typedef struct logic_config_s {
 typedef struct logic_gate_s {
     uint64_t id;
     im_nn_out_t *out;
-    uint64_t seen_ms; /* last time we heard of it (registry or a message), mono ms */
+    uint64_t seen_ms;   /* last time we heard of it (registry or a message), mono ms */
+    uint64_t listed_ms; /* last time the registry listed it */
 } logic_gate_t;
 
 typedef struct logic_s {
@@ -152,6 +153,7 @@ void logic_auth_login(const logic_req_t *r, const uint8_t *body, size_t len);
 void logic_auth_token(const logic_req_t *r, const uint8_t *body, size_t len);
 void logic_auth_logout(const logic_req_t *r, const uint8_t *body, size_t len);
 void logic_auth_closed(const logic_req_t *r);
+void logic_auth_reroute(const logic_req_t *r);
 /* Close every connection of user_id with 0x010B reason (all client types). */
 void logic_auth_kick_user(uint64_t user_id, uint32_t reason, void (*done)(void *ud, int kicked),
                           void *ud);

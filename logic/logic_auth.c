@@ -15,15 +15,10 @@
 #include "im_shard.h"
 #include "logic.h"
 #include "logic_msg.h"
+#include "logic_presence.h"
 #include "logic_user.h"
 #include "proto/cim.pb-c.h"
 #include "proto/internal.pb-c.h"
-
-static const char *SET_ROUTE_LUA = "local old = redis.call('HGET', KEYS[1], ARGV[1]) "
-                                   "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) "
-                                   "return old";
-static const char *DEL_ROUTE_LUA = "if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then "
-                                   "return redis.call('HDEL', KEYS[1], ARGV[1]) end return 0";
 
 /* ---------------------------------------------------------------- password hashing */
 
@@ -205,7 +200,6 @@ typedef struct login_s {
     char pwd[129];
     uint32_t token_ver; /* from a token */
     logic_user_t u;
-    char route[64];
 } login_t;
 
 static void login_free(login_t *lg)
@@ -214,25 +208,20 @@ static void login_free(login_t *lg)
     free(lg);
 }
 
-static void route_set_done(im_redis_t *rd, redisReply *reply, void *ud)
+static void route_set_done(void *ud, int rc, uint64_t og, uint64_t oc)
 {
     login_t *lg = ud;
-    (void) rd;
     const logic_req_t *r = &lg->req;
-    if (!reply || reply->type == REDIS_REPLY_ERROR) {
-        im_metric_add(g_logic.m.redis_errors, 1);
+    if (rc < 0) {
         reply_auth_fail(r, IM_ERR_STORAGE_UNAVAILABLE, "route store unavailable, try later");
         login_free(lg);
         return;
     }
-    if (reply->type == REDIS_REPLY_STRING && strcmp(reply->str, lg->route) != 0) {
-        unsigned long long og = 0, oc = 0;
-        if (sscanf(reply->str, "%llu:%llu", &og, &oc) == 2) {
-            /* the connection this login replaces, wherever it is */
-            logic_down(og, CIM__INTERNAL__DOWNSTREAM__KIND__CLOSE, oc, lg->u.user_id,
-                       lg->client_type, IM_CMD_KICKOUT_NOTIFY, IM_KICK_SAME_TYPE, NULL, 0);
-            im_metric_add(g_logic.m.kicks, 1);
-        }
+    if (og && (og != r->gate_id || oc != r->conn_id)) {
+        /* the connection this login replaces, wherever it is */
+        logic_down(og, CIM__INTERNAL__DOWNSTREAM__KIND__CLOSE, oc, lg->u.user_id, lg->client_type,
+                   IM_CMD_KICKOUT_NOTIFY, IM_KICK_SAME_TYPE, NULL, 0);
+        im_metric_add(g_logic.m.kicks, 1);
     }
     /* token for later token logins */
     char token[IM_TOKEN_MAX];
@@ -271,14 +260,8 @@ static void route_set_done(im_redis_t *rd, redisReply *reply, void *ud)
 
 static void login_accept(login_t *lg)
 {
-    char key[40], field[8];
-    snprintf(key, sizeof(key), "cim:rt:%llu", (unsigned long long) lg->u.user_id);
-    snprintf(field, sizeof(field), "%u", lg->client_type);
-    snprintf(lg->route, sizeof(lg->route), "%llu:%llu", (unsigned long long) lg->req.gate_id,
-             (unsigned long long) lg->req.conn_id);
-    if (im_redis_cmd(g_logic.redis, route_set_done, lg, "EVAL %s 1 %s %s %s", SET_ROUTE_LUA, key,
-                     field, lg->route) != 0)
-        route_set_done(g_logic.redis, NULL, lg);
+    logic_route_set(lg->u.user_id, lg->client_type, lg->req.gate_id, lg->req.conn_id, 0,
+                    route_set_done, lg);
 }
 
 static void pw_verified(void *ud, int ok)
@@ -401,18 +384,6 @@ void logic_auth_token(const logic_req_t *r, const uint8_t *body, size_t len)
 
 /* ---------------------------------------------------------------- logout and close */
 
-static void route_del(uint64_t uid, uint32_t ct, uint64_t gate_id, uint64_t conn_id)
-{
-    char key[40], field[8], val[64];
-    snprintf(key, sizeof(key), "cim:rt:%llu", (unsigned long long) uid);
-    snprintf(field, sizeof(field), "%u", ct);
-    snprintf(val, sizeof(val), "%llu:%llu", (unsigned long long) gate_id,
-             (unsigned long long) conn_id);
-    if (im_redis_cmd(g_logic.redis, NULL, NULL, "EVAL %s 1 %s %s %s", DEL_ROUTE_LUA, key, field,
-                     val) != 0)
-        im_metric_add(g_logic.m.redis_errors, 1);
-}
-
 void logic_auth_logout(const logic_req_t *r, const uint8_t *body, size_t len)
 {
     CIM__Def__CIMLogoutReq *q = cim__def__cimlogout_req__unpack(NULL, len, body);
@@ -425,7 +396,7 @@ void logic_auth_logout(const logic_req_t *r, const uint8_t *body, size_t len)
     }
     if (q)
         cim__def__cimlogout_req__free_unpacked(q, NULL);
-    route_del(r->user_id, r->client_type, r->gate_id, r->conn_id);
+    logic_route_del(r->user_id, r->client_type, r->gate_id, r->conn_id);
     rsp.result_code = IM_ERR_SUCCESS;
     uint8_t buf[16];
     size_t n = cim__def__cimlogout_rsp__pack(&rsp, buf);
@@ -439,7 +410,15 @@ void logic_auth_logout(const logic_req_t *r, const uint8_t *body, size_t len)
 void logic_auth_closed(const logic_req_t *r)
 {
     if (r->user_id)
-        route_del(r->user_id, r->client_type, r->gate_id, r->conn_id);
+        logic_route_del(r->user_id, r->client_type, r->gate_id, r->conn_id);
+    logic_presence_conn_closed(r->gate_id, r->conn_id);
+}
+
+/* a gate re-announces a connection after Redis lost its routes */
+void logic_auth_reroute(const logic_req_t *r)
+{
+    if (r->user_id)
+        logic_route_set(r->user_id, r->client_type, r->gate_id, r->conn_id, 1, NULL, NULL);
 }
 
 /* ---------------------------------------------------------------- kick a user everywhere */

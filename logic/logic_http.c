@@ -18,7 +18,11 @@
 #include "im_log.h"
 #include "im_shard.h"
 #include "logic.h"
+#include "logic_group.h"
+#include "logic_msg.h"
+#include "logic_presence.h"
 #include "logic_user.h"
+#include "proto/cim.pb-c.h"
 
 enum { HR_RECEIVING, HR_PENDING, HR_DONE };
 
@@ -221,6 +225,413 @@ static void token_bumped(void *ud, int rc, uint32_t ver)
     logic_auth_kick_user(rt->uid, IM_KICK_API, rotate_kicked, rt);
 }
 
+/* ---------------------------------------------------------------- push */
+
+#define PUSH_USERS_MAX 100000
+
+typedef struct apush_s {
+    http_req_t *r;
+    uint64_t from;
+    uint32_t msg_type;
+    int transient;
+    uint8_t *data;
+    size_t len;
+    uint64_t *uids;
+    size_t n, cap;
+    size_t pending;
+    long online;
+    uint32_t page;
+} apush_t;
+
+static void apush_free(apush_t *p)
+{
+    free(p->data);
+    free(p->uids);
+    free(p);
+}
+
+static void apush_stored(void *ud, int rc, uint64_t server_msg_id, uint64_t rows)
+{
+    apush_t *p = ud;
+    (void) server_msg_id;
+    if (rc != 0) {
+        http_finish(p->r, 503, -1, "storage unavailable, try later", NULL);
+    } else {
+        json_t *o = json_object();
+        json_object_set_new(o, "online", json_integer(p->online));
+        json_object_set_new(o, "stored", json_integer((json_int_t) rows));
+        http_finish(p->r, 200, 0, "ok", o);
+    }
+    apush_free(p);
+}
+
+static void apush_deliver(apush_t *p)
+{
+    if (p->transient) {
+        /* not stored: pushed to the devices online now, with no seq */
+        CIM__Def__CIMMsgData d = CIM__DEF__CIMMSG_DATA__INIT;
+        char cmid[40];
+        snprintf(cmid, sizeof(cmid), "api:%08x%08x", randombytes_random(), randombytes_random());
+        d.from_user_id = p->from;
+        d.from_nick_name = (char *) logic_nick_get(p->from);
+        d.client_msg_id = cmid;
+        d.server_msg_id = g_logic.worker_id >= 0 ? im_idgen_next(&g_logic.idgen, im_now_ms()) : 0;
+        d.create_time = (int32_t) time(NULL);
+        d.msg_type = (CIM__Def__CIMMsgType) p->msg_type;
+        d.session_type = CIM__DEF__CIMSESSION_TYPE__kCIM_SESSION_TYPE_SINGLE;
+        d.msg_data.data = p->data;
+        d.msg_data.len = p->len;
+        for (size_t i = 0; i < p->n; i++) {
+            d.to_session_id = p->uids[i];
+            size_t len = cim__def__cimmsg_data__get_packed_size(&d);
+            uint8_t *buf = malloc(len ? len : 1);
+            if (!buf)
+                continue;
+            cim__def__cimmsg_data__pack(&d, buf);
+            logic_push_user(p->uids[i], 0, 0, IM_CMD_MSG_DATA, buf, len);
+            free(buf);
+        }
+        json_t *o = json_object();
+        json_object_set_new(o, "online", json_integer(p->online));
+        json_object_set_new(o, "stored", json_integer(0));
+        http_finish(p->r, 200, 0, "ok", o);
+        apush_free(p);
+        return;
+    }
+    if (p->n == 0) {
+        apush_stored(p, 0, 0, 0);
+        return;
+    }
+    char cmid[40];
+    snprintf(cmid, sizeof(cmid), "api:%08x%08x%08x", randombytes_random(), randombytes_random(),
+             randombytes_random());
+    logic_msg_post_counted(p->from, p->n == 1 ? p->uids[0] : 0, 1, p->msg_type, cmid, p->data,
+                           p->len, p->uids, p->n, 0, 1, apush_stored, p);
+}
+
+static void apush_online_one(im_redis_t *rd, redisReply *reply, void *ud)
+{
+    apush_t *p = ud;
+    (void) rd;
+    if (reply && reply->type == REDIS_REPLY_INTEGER && reply->integer > 0)
+        p->online++;
+    if (--p->pending == 0)
+        apush_deliver(p);
+}
+
+static void apush_count_online(apush_t *p)
+{
+    p->pending = 1;
+    for (size_t i = 0; i < p->n; i++) {
+        p->pending++;
+        if (im_redis_cmd(g_logic.redis, apush_online_one, p, "EXISTS cim:rt:%llu",
+                         (unsigned long long) p->uids[i]) != 0)
+            p->pending--;
+    }
+    if (--p->pending == 0)
+        apush_deliver(p);
+}
+
+/* "all": walk the online set in pages */
+static void apush_page(im_redis_t *rd, redisReply *reply, void *ud)
+{
+    apush_t *p = ud;
+    (void) rd;
+    if (!reply || reply->type != REDIS_REPLY_ARRAY) {
+        http_finish(p->r, 503, -1, "online set unavailable", NULL);
+        apush_free(p);
+        return;
+    }
+    for (size_t i = 0; i < reply->elements && p->n < PUSH_USERS_MAX; i++) {
+        if (reply->element[i]->type != REDIS_REPLY_STRING)
+            continue;
+        if (p->n == p->cap) {
+            size_t cap = p->cap ? p->cap * 2 : 1024;
+            uint64_t *nu = realloc(p->uids, cap * sizeof(uint64_t));
+            if (!nu)
+                break;
+            p->uids = nu;
+            p->cap = cap;
+        }
+        p->uids[p->n++] = strtoull(reply->element[i]->str, NULL, 10);
+    }
+    if (reply->elements == 1000 && p->n < PUSH_USERS_MAX) {
+        p->page++;
+        if (im_redis_cmd(g_logic.redis, apush_page, p, "ZRANGE cim:online %u %u", p->page * 1000,
+                         p->page * 1000 + 999) == 0)
+            return;
+    }
+    p->online = (long) p->n; /* everyone here was online a moment ago */
+    apush_deliver(p);
+}
+
+static void api_push(http_req_t *r, json_t *body)
+{
+    apush_t *p = calloc(1, sizeof(*p));
+    if (!p)
+        return http_finish(r, 500, -1, "out of memory", NULL);
+    p->r = r;
+    json_t *all = json_object_get(body, "all");
+    json_t *to = json_object_get(body, "to_user_ids");
+    json_t *from = json_object_get(body, "from_user_id");
+    json_t *mt = json_object_get(body, "msg_type");
+    json_t *tr = json_object_get(body, "transient");
+    const char *text = json_string_value(json_object_get(body, "msg_data"));
+    const char *b64 = json_string_value(json_object_get(body, "msg_data_base64"));
+    int is_all = all && json_is_true(all);
+    const char *err = NULL;
+    if ((all && !json_is_boolean(all)) || (tr && !json_is_boolean(tr)))
+        err = "all and transient are booleans";
+    else if (!is_all && (!to || !json_is_array(to) || json_array_size(to) == 0 ||
+                         json_array_size(to) > PUSH_USERS_MAX))
+        err = "to_user_ids (a non-empty array of user ids) or \"all\": true";
+    else if (from && json_id(from, &p->from) < 0)
+        err = "from_user_id must be a user id";
+    else if (mt && (!json_is_integer(mt) || json_integer_value(mt) < 0 ||
+                    json_integer_value(mt) > 10 || json_integer_value(mt) == 9))
+        err = "msg_type must be 0-10 (not 9, NOTIFICATION)";
+    else if (!text == !b64)
+        err = "exactly one of msg_data, msg_data_base64";
+    if (!err) {
+        p->transient = tr && json_is_true(tr);
+        p->msg_type = mt ? (uint32_t) json_integer_value(mt) : 1;
+        size_t cap = text ? strlen(text) : strlen(b64);
+        p->data = malloc(cap + 1);
+        if (!p->data) {
+            err = "out of memory";
+        } else if (text) {
+            memcpy(p->data, text, cap);
+            p->len = cap;
+        } else if (sodium_base642bin(p->data, cap + 1, b64, strlen(b64), NULL, &p->len, NULL,
+                                     sodium_base64_VARIANT_ORIGINAL) != 0) {
+            err = "msg_data_base64 is not base64";
+        }
+        if (!err && p->len > LOGIC_MSG_DATA_MAX)
+            err = "message larger than 16 KiB";
+    }
+    if (!err && !is_all) {
+        p->uids = malloc(json_array_size(to) * sizeof(uint64_t));
+        if (!p->uids)
+            err = "out of memory";
+        for (size_t i = 0; !err && i < json_array_size(to); i++) {
+            uint64_t u = 0;
+            if (json_id(json_array_get(to, i), &u) <= 0)
+                err = "to_user_ids must hold user ids";
+            else
+                p->uids[p->n++] = u;
+        }
+    }
+    if (err) {
+        apush_free(p);
+        return http_finish(r, 400, -1, err, NULL);
+    }
+    if (g_logic.worker_id < 0) {
+        apush_free(p);
+        return http_finish(r, 503, -1, "message ids unavailable (no worker lease), try later",
+                           NULL);
+    }
+    if (is_all) {
+        if (im_redis_cmd(g_logic.redis, apush_page, p, "ZRANGE cim:online 0 999") != 0) {
+            apush_free(p);
+            http_finish(r, 503, -1, "online set unavailable", NULL);
+        }
+        return;
+    }
+    apush_count_online(p);
+}
+
+/* ---------------------------------------------------------------- kick, online, count */
+
+typedef struct auser_s {
+    http_req_t *r;
+    uint64_t uid;
+    int what; /* 0 kick, 1 online */
+} auser_t;
+
+static void kicked(void *ud, int n)
+{
+    auser_t *a = ud;
+    if (n < 0) {
+        http_finish(a->r, 503, -1, "route store unavailable", NULL);
+    } else {
+        json_t *o = json_object();
+        json_object_set_new(o, "kicked", json_integer(n));
+        log_info("api: user %llu kicked (%d connection(s))", (unsigned long long) a->uid, n);
+        http_finish(a->r, 200, 0, "ok", o);
+    }
+    free(a);
+}
+
+static void online_types(void *ud, int rc, const uint32_t *types, size_t n, long long x,
+                         long long y)
+{
+    auser_t *a = ud;
+    (void) x;
+    (void) y;
+    if (rc < 0) {
+        http_finish(a->r, 503, -1, "route store unavailable", NULL);
+    } else {
+        json_t *o = json_object(), *t = json_array();
+        for (size_t i = 0; i < n; i++)
+            json_array_append_new(t, json_integer(types[i]));
+        json_object_set_new(o, "user_id", json_integer((json_int_t) a->uid));
+        json_object_set_new(o, "online", json_boolean(n > 0));
+        json_object_set_new(o, "client_types", t);
+        http_finish(a->r, 200, 0, "ok", o);
+    }
+    free(a);
+}
+
+static void auser_found(void *ud, int rc, const logic_user_t *u)
+{
+    auser_t *a = ud;
+    (void) u;
+    if (rc < 0) {
+        http_finish(a->r, 503, -1, "storage unavailable, try later", NULL);
+        free(a);
+    } else if (rc == 0) {
+        http_finish(a->r, 404, IM_ERR_USER_NOT_EXIST, "no such user", NULL);
+        free(a);
+    } else if (a->what == 0) {
+        logic_auth_kick_user(a->uid, IM_KICK_API, kicked, a);
+    } else {
+        logic_presence_user(a->uid, online_types, a);
+    }
+}
+
+static void count_done(void *ud, int rc, const uint32_t *types, size_t n, long long users,
+                       long long conns)
+{
+    http_req_t *r = ud;
+    (void) types;
+    (void) n;
+    if (rc < 0)
+        return http_finish(r, 503, -1, "online set unavailable", NULL);
+    json_t *o = json_object();
+    json_object_set_new(o, "online_users", json_integer(users));
+    json_object_set_new(o, "connections", json_integer(conns));
+    http_finish(r, 200, 0, "ok", o);
+}
+
+/* ---------------------------------------------------------------- groups */
+
+static unsigned status_of(int code)
+{
+    switch (code) {
+    case IM_ERR_SUCCESS:
+        return 200;
+    case IM_ERR_NOT_FOUND:
+    case IM_ERR_USER_NOT_EXIST:
+        return 404;
+    case IM_ERR_INVALID_PARAMETER:
+    case IM_ERR_PERMISSION_DENIED:
+        return 400;
+    case IM_ERR_STORAGE_UNAVAILABLE:
+        return 503;
+    default:
+        return 500;
+    }
+}
+
+static void group_done(void *ud, int result, uint64_t gid)
+{
+    http_req_t *r = ud;
+    json_t *o = NULL;
+    if (result == IM_ERR_SUCCESS && gid) {
+        o = json_object();
+        json_object_set_new(o, "group_id", json_integer((json_int_t) gid));
+    }
+    http_finish(r, status_of(result), result == IM_ERR_SUCCESS ? 0 : result,
+                result == IM_ERR_SUCCESS     ? "ok"
+                : result == IM_ERR_NOT_FOUND ? "no such group or user"
+                                             : "refused",
+                o);
+}
+
+static void group_members_done(void *ud, int result, uint64_t *ids, size_t n)
+{
+    http_req_t *r = ud;
+    if (result != IM_ERR_SUCCESS)
+        return http_finish(r, status_of(result), result, "no such group", NULL);
+    json_t *o = json_object(), *a = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(a, json_integer((json_int_t) ids[i]));
+    json_object_set_new(o, "user_ids", a);
+    free(ids);
+    http_finish(r, 200, 0, "ok", o);
+}
+
+/* user ids from a JSON array; NULL + *bad on error */
+static uint64_t *id_array(json_t *a, size_t *n, int *bad)
+{
+    *n = 0;
+    if (!a || !json_is_array(a) || json_array_size(a) > LOGIC_GROUP_MAX_MEMBERS) {
+        *bad = 1;
+        return NULL;
+    }
+    uint64_t *v = malloc((json_array_size(a) + 1) * sizeof(uint64_t));
+    if (!v) {
+        *bad = 1;
+        return NULL;
+    }
+    for (size_t i = 0; i < json_array_size(a); i++) {
+        uint64_t u = 0;
+        if (json_id(json_array_get(a, i), &u) <= 0) {
+            free(v);
+            *bad = 1;
+            return NULL;
+        }
+        v[(*n)++] = u;
+    }
+    return v;
+}
+
+static void api_groups(http_req_t *r, json_t *body, uint64_t gid, const char *rest)
+{
+    int bad = 0;
+    size_t n = 0;
+    if (!gid) { /* POST /api/v1/groups */
+        uint64_t owner = 0;
+        const char *name = json_str(body, "group_name", &bad);
+        uint64_t *ids = id_array(json_object_get(body, "member_ids"), &n, &bad);
+        if (json_id(json_object_get(body, "owner_id"), &owner) <= 0 || !name || bad) {
+            free(ids);
+            return http_finish(r, 400, -1, "owner_id, group_name, member_ids expected", NULL);
+        }
+        logic_group_api_create(owner, name, ids, n, group_done, r);
+        free(ids);
+        return;
+    }
+    if (!*rest) { /* PATCH /api/v1/groups/{gid} */
+        const char *name = json_str(body, "group_name", &bad);
+        const char *ann = json_str(body, "announcement", &bad);
+        json_t *jm = json_object_get(body, "join_model"), *mm = json_object_get(body, "mute_model");
+        if (bad ||
+            (jm &&
+             (!json_is_integer(jm) || json_integer_value(jm) < 0 || json_integer_value(jm) > 2)) ||
+            (mm &&
+             (!json_is_integer(mm) || json_integer_value(mm) < 0 || json_integer_value(mm) > 1)))
+            return http_finish(r, 400, -1,
+                               "group_name, announcement: strings; join_model 0-2; "
+                               "mute_model 0-1",
+                               NULL);
+        logic_group_api_update(gid, name, ann, jm ? (int) json_integer_value(jm) : -1,
+                               mm ? (int) json_integer_value(mm) : -1, group_done, r);
+        return;
+    }
+    if (strcmp(r->method, "GET") == 0) {
+        logic_group_api_list_members(gid, group_members_done, r);
+        return;
+    }
+    uint64_t *ids = id_array(body ? json_object_get(body, "user_ids") : NULL, &n, &bad);
+    if (bad || n == 0) {
+        free(ids);
+        return http_finish(r, 400, -1, "user_ids expected", NULL);
+    }
+    logic_group_api_members(gid, strcmp(r->method, "POST") == 0, ids, n, group_done, r);
+    free(ids);
+}
+
 /* "/api/v1/users/123/token" -> 123 with rest "token" */
 static int parse_uid_path(const char *url, const char *prefix, uint64_t *uid, const char **rest)
 {
@@ -247,8 +658,9 @@ static int parse_uid_path(const char *url, const char *prefix, uint64_t *uid, co
 static void route(http_req_t *r)
 {
     int is_get = strcmp(r->method, "GET") == 0, is_post = strcmp(r->method, "POST") == 0;
+    int is_patch = strcmp(r->method, "PATCH") == 0, is_del = strcmp(r->method, "DELETE") == 0;
     json_t *body = NULL;
-    if (is_post && r->len) {
+    if ((is_post || is_patch || is_del) && r->len) {
         json_error_t err;
         body = json_loadb(r->body ? r->body : "", r->len, JSON_REJECT_DUPLICATES, &err);
         if (!body || !json_is_object(body)) {
@@ -277,6 +689,34 @@ static void route(http_req_t *r)
                 logic_user_bump_token(uid, token_bumped, rt);
             }
         }
+    } else if (parse_uid_path(r->url, "/api/v1/users/", &uid, &rest) &&
+               ((strcmp(rest, "kick") == 0 && is_post) ||
+                (strcmp(rest, "online") == 0 && is_get))) {
+        auser_t *a = calloc(1, sizeof(*a));
+        if (!a) {
+            http_finish(r, 500, -1, "out of memory", NULL);
+        } else {
+            a->r = r;
+            a->uid = uid;
+            a->what = is_get;
+            logic_user_get(uid, NULL, auser_found, a);
+        }
+    } else if (strcmp(r->url, "/api/v1/online/count") == 0 && is_get) {
+        logic_presence_count(count_done, r);
+    } else if (strcmp(r->url, "/api/v1/push") == 0 && is_post) {
+        if (!body)
+            http_finish(r, 400, -1, "JSON body expected", NULL);
+        else
+            api_push(r, body);
+    } else if (strcmp(r->url, "/api/v1/groups") == 0 && is_post) {
+        if (!body)
+            http_finish(r, 400, -1, "JSON body expected", NULL);
+        else
+            api_groups(r, body, 0, "");
+    } else if (parse_uid_path(r->url, "/api/v1/groups/", &uid, &rest) &&
+               ((!*rest && is_patch && body) ||
+                (strcmp(rest, "members") == 0 && (is_get || is_post || is_del)))) {
+        api_groups(r, body, uid, rest);
     } else {
         http_finish(r, 404, IM_ERR_NOT_FOUND, "no such endpoint", NULL);
     }

@@ -15,6 +15,7 @@
 #include "logic.h"
 #include "logic_group.h"
 #include "logic_msg.h"
+#include "logic_presence.h"
 #include "proto/internal.pb-c.h"
 
 logic_t g_logic;
@@ -69,7 +70,8 @@ logic_gate_t *logic_gate_get(uint64_t gate_id, const char *ep)
         gt->out = NULL;
     }
     if (gt && gt->out) {
-        gt->seen_ms = im_mono_ms();
+        if (ep) /* the registry or the gate itself said it is alive */
+            gt->seen_ms = im_mono_ms();
         return gt;
     }
     if (!ep || strncmp(ep, "tcp://", 6) != 0)
@@ -189,6 +191,7 @@ static const route_t routes[] = {
     {IM_CMD_GROUP_KICK_REQ, 1, logic_group_kick},
     {IM_CMD_GROUP_MEMBER_LIST_REQ, 1, logic_group_members},
     {IM_CMD_GROUP_JOIN_REQ, 1, logic_group_join},
+    {IM_CMD_ONLINE_LIST_REQ, 1, logic_presence_online_list},
 };
 
 static void dispatch(const logic_req_t *r, const uint8_t *body, size_t len)
@@ -243,6 +246,9 @@ static void on_up(void *ud, const uint8_t *msg, size_t len)
         case CIM__INTERNAL__UPSTREAM__KIND__CONN_CLOSED:
             logic_auth_closed(&r);
             break;
+        case CIM__INTERNAL__UPSTREAM__KIND__ROUTE:
+            logic_auth_reroute(&r);
+            break;
         case CIM__INTERNAL__UPSTREAM__KIND__CONFIRM:
             if (r.user_id)
                 logic_msg_confirm(&r, u->body.data, u->body.len);
@@ -274,14 +280,20 @@ static void on_gates(im_redis_t *r, redisReply *reply, void *ud)
             continue;
         *bar = 0;
         uint64_t id = strtoull(buf, NULL, 10);
-        if (id)
-            logic_gate_get(id, bar + 1);
+        logic_gate_t *gt = id ? logic_gate_get(id, bar + 1) : NULL;
+        if (gt)
+            gt->listed_ms = im_mono_ms();
     }
-    /* forget gates nobody has mentioned for a minute */
-    uint64_t now = im_mono_ms(), k;
+    /* a gate the registry has not listed for twice its TTL, and that has sent nothing since,
+     * is dead: its routes go (one logic does it), and after a minute we forget it */
+    uint64_t now = im_mono_ms(), k, dead_ms = (uint64_t) g_logic.cfg.registry_ttl * 2000;
     void *v;
     for (size_t it = 0; im_map_next(&g_logic.gates, &it, &k, &v);) {
         logic_gate_t *gt = v;
+        if (gt->listed_ms && now - gt->listed_ms > dead_ms && now - gt->seen_ms > dead_ms) {
+            logic_presence_gate_gone(gt->id);
+            gt->listed_ms = 0;
+        }
         if (now - gt->seen_ms > GATE_FORGET_MS) {
             log_info("gate %llu gone", (unsigned long long) gt->id);
             im_nn_out_close(gt->out);

@@ -40,6 +40,8 @@ struct logic_msg_s {
     int fan_failed;        /* some recipient could not be written: keep "done" unmarked */
     logic_msg_done_cb cb;
     void *ud;
+    int cb_after_fanout; /* cb gets the inbox rows written, once fan-out is done */
+    uint64_t rows;
 };
 
 typedef struct fan_s {
@@ -165,7 +167,8 @@ static void push_entry(const logic_msg_t *m, uint64_t owner, uint64_t seq, uint6
     CIM__Def__CIMMsgData d = CIM__DEF__CIMMSG_DATA__INIT;
     d.from_user_id = m->from_id;
     d.from_nick_name = (char *) logic_nick_get(m->from_id);
-    d.to_session_id = m->to_id;
+    /* 1:1 (and API pushes to many): the recipient's own id; the author's copy: the peer */
+    d.to_session_id = m->session_type == 1 && owner != m->from_id ? owner : m->to_id;
     d.client_msg_id = (char *) m->cmid;
     d.server_msg_id = m->server_msg_id;
     d.create_time = (int32_t) m->created;
@@ -332,6 +335,7 @@ static void fan_done(logic_job_t *job)
                  (unsigned long long) m->server_msg_id, (unsigned long long) f->user_id);
     } else {
         im_metric_add(M.fan_rows, f->exists ? 0 : 1);
+        m->rows++;
         if (!f->exists) {
             if (m->push)
                 push_entry(m, f->user_id, f->seq, 0, 0);
@@ -396,6 +400,10 @@ static void fanout_finished(logic_msg_t *m)
 {
     if (!m->fan_failed)
         mark_done(m);
+    if (m->cb_after_fanout && m->cb) {
+        m->cb(m->ud, m->fan_failed ? IM_RES_ERROR : 0, m->server_msg_id, m->rows);
+        m->cb = NULL;
+    }
     if (m->ack_after_fanout) {
         m->ack_after_fanout = 0;
         im_metric_add(M.acked, 1);
@@ -605,7 +613,7 @@ static void store_done(logic_job_t *job)
     }
     im_metric_add(M.acked, 1);
     ack(m, IM_RES_OK);
-    if (m->cb)
+    if (m->cb && !m->cb_after_fanout)
         m->cb(m->ud, 0, m->server_msg_id, m->from_seq);
     if (m->dup) {
         im_metric_add(M.dups, 1);
@@ -828,6 +836,8 @@ void logic_msg_store_to(logic_msg_t *m, uint64_t *rcpt, size_t n, int res_if_ref
 
 /* ---------------------------------------------------------------- internal posts */
 
+static int post_mode_counted;
+
 void logic_msg_post(uint64_t from_id, uint64_t to_id, uint32_t session_type, uint32_t msg_type,
                     const char *client_msg_id, const uint8_t *data, size_t len,
                     const uint64_t *rcpt, size_t nrcpt, int in_author_inbox, int push,
@@ -858,7 +868,19 @@ void logic_msg_post(uint64_t from_id, uint64_t to_id, uint32_t session_type, uin
     m->checked = 1; /* internal ids may repeat after a restart: dedupe against the store */
     m->cb = cb;
     m->ud = ud;
+    m->cb_after_fanout = post_mode_counted;
     store_submit(m);
+}
+
+void logic_msg_post_counted(uint64_t from_id, uint64_t to_id, uint32_t session_type,
+                            uint32_t msg_type, const char *client_msg_id, const uint8_t *data,
+                            size_t len, const uint64_t *rcpt, size_t nrcpt, int in_author_inbox,
+                            int push, logic_msg_done_cb cb, void *ud)
+{
+    post_mode_counted = 1;
+    logic_msg_post(from_id, to_id, session_type, msg_type, client_msg_id, data, len, rcpt, nrcpt,
+                   in_author_inbox, push, cb, ud);
+    post_mode_counted = 0;
 }
 
 /* ---------------------------------------------------------------- delivery confirmations */

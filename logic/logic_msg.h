@@ -37,6 +37,13 @@ void logic_msg_post(uint64_t from_id, uint64_t to_id, uint32_t session_type, uin
                     const uint64_t *rcpt, size_t nrcpt, int in_author_inbox, int push,
                     logic_msg_done_cb cb, void *ud);
 
+/* As logic_msg_post, but cb runs once the fan-out is done, with the number of inbox rows
+ * written in place of from_seq (API pushes report what was stored). */
+void logic_msg_post_counted(uint64_t from_id, uint64_t to_id, uint32_t session_type,
+                            uint32_t msg_type, const char *client_msg_id, const uint8_t *data,
+                            size_t len, const uint64_t *rcpt, size_t nrcpt, int in_author_inbox,
+                            int push, logic_msg_done_cb cb, void *ud);
+
 /* Push a packet to every online device of uid except (skip_gate, skip_conn). */
 void logic_push_user(uint64_t uid, uint64_t skip_gate, uint64_t skip_conn, uint16_t cmd,
                      const uint8_t *body, size_t len);
