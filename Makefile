@@ -12,7 +12,7 @@ WERROR       ?= 1
 SANITIZER    ?=
 CC           ?= cc
 
-PKGS := libuv libprotobuf-c hiredis libmariadb libsodium libmicrohttpd jansson
+PKGS := libuv libprotobuf-c hiredis libmariadb libsodium libmicrohttpd jansson libcurl
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 

@@ -35,6 +35,9 @@ typedef struct logic_config_s {
     long long pwhash_level; /* 0 min (tests), 1 interactive, 2 moderate */
     long long registry_ttl;
     long long max_body; /* HTTP body limit */
+    char *offline_push_url;
+    long long offline_push_delay;
+    long long offline_push_group_max;
     char *log_level;
 } logic_config_t;
 

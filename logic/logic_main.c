@@ -16,6 +16,7 @@
 #include "logic_group.h"
 #include "logic_msg.h"
 #include "logic_presence.h"
+#include "logic_webhook.h"
 #include "proto/internal.pb-c.h"
 
 logic_t g_logic;
@@ -55,6 +56,12 @@ static const im_cfg_opt_t logic_opts[] = {
     OPT("registry_ttl", IM_CFG_INT, registry_ttl, 2, 3600, "5",
         "seconds a registration lives without refresh"),
     OPT("max_body", IM_CFG_INT, max_body, 1024, 67108864, "1048576", "HTTP body limit, bytes"),
+    OPT("offline_push_url", IM_CFG_STR, offline_push_url, 0, 0, "",
+        "webhook for messages no device confirmed in time (empty = off)"),
+    OPT("offline_push_delay", IM_CFG_INT, offline_push_delay, 1, 86400, "5",
+        "seconds before an unconfirmed message is posted to the webhook"),
+    OPT("offline_push_group_max", IM_CFG_INT, offline_push_group_max, 0, 100000, "500",
+        "group messages get offline pushes only in groups up to this size"),
     OPT("log_level", IM_CFG_STR, log_level, 0, 0, "info", "debug, info, warn, error"),
     {NULL, 0, 0, 0, 0, NULL, NULL},
 };
@@ -406,6 +413,7 @@ static void stop_final(uv_timer_t *t)
     }
     im_map_free(&l->gates);
     im_map_init(&l->gates);
+    logic_webhook_stop();
     im_redis_free(l->redis);
     l->redis = NULL;
 }
@@ -517,6 +525,8 @@ int main(int argc, char **argv)
     logic_worker_lease_start(l);
     logic_msg_start(l);
     logic_group_start(l);
+    if (logic_webhook_start(l) < 0)
+        return 2;
     uv_timer_init(l->loop, &l->registry_timer);
     l->registry_timer.data = l;
     uv_timer_start(&l->registry_timer, registry_tick, 100, 1000);

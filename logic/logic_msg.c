@@ -9,6 +9,7 @@
 #include "im_log.h"
 #include "im_shard.h"
 #include "logic_msg.h"
+#include "logic_webhook.h"
 #include "proto/cim.pb-c.h"
 #include "proto/internal.pb-c.h"
 
@@ -339,9 +340,15 @@ static void fan_done(logic_job_t *job)
         if (!f->exists) {
             if (m->push)
                 push_entry(m, f->user_id, f->seq, 0, 0);
-            if (m->msg_type != LOGIC_NOTIFICATION)
-                unread_incr(f->user_id, m->session_type,
-                            m->rcpt_session ? m->rcpt_session : m->from_id);
+            if (m->msg_type != LOGIC_NOTIFICATION) {
+                uint64_t sid = m->rcpt_session ? m->rcpt_session : m->from_id;
+                unread_incr(f->user_id, m->session_type, sid);
+                if (logic_webhook_enabled() &&
+                    (m->session_type == 1 || m->nrcpt + 1 <= (size_t) logic_webhook_group_max()))
+                    logic_webhook_schedule(f->user_id, m->from_id, m->session_type, sid,
+                                           m->server_msg_id, m->msg_type, m->data, m->len,
+                                           m->created);
+            }
         }
     }
     free(f);
