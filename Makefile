@@ -12,7 +12,7 @@ WERROR       ?= 1
 SANITIZER    ?=
 CC           ?= cc
 
-PKGS := libuv libprotobuf-c hiredis libmariadb libsodium libmicrohttpd jansson libcurl
+PKGS := libuv libprotobuf-c hiredis libmariadb libsodium libmicrohttpd jansson libcurl libcrypto
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -30,7 +30,7 @@ endif
 CFLAGS  := -std=gnu11 -g $(OPTIMIZATION) $(WARN) $(SAN) -MMD -MP -I common -I $(BUILD)/gen \
            $(PKG_CFLAGS) $(EXTRA_CFLAGS)
 LDFLAGS := $(SAN) $(EXTRA_LDFLAGS)
-LIBS    := $(PKG_LIBS) -lnanomsg -lpthread -lm
+LIBS    := $(PKG_LIBS) -lnanomsg -lwslay -lpthread -lm
 
 GEN := $(BUILD)/gen/proto
 PROTO_SRC := $(GEN)/cim.pb-c.c $(GEN)/internal.pb-c.c

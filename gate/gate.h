@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "im_codec.h"
 #include "im_map.h"
 #include "im_metrics.h"
 #include "im_nn.h"
@@ -27,6 +28,7 @@ typedef struct gate_config_s {
     long long gate_write_queue_max; /* bytes queued to one client before it is closed */
     long long gate_reuseport;
     char *log_level;
+    char *gate_web_root; /* static files served on the WebSocket port */
 } gate_config_t;
 
 enum { CONN_NEW = 0, CONN_AUTHING, CONN_AUTHED, CONN_CLOSING };
@@ -45,6 +47,7 @@ enum {
 };
 
 typedef struct gate_conn_s gate_conn_t;
+typedef struct gate_ws_s gate_ws_t;
 
 typedef struct gate_logic_s {
     uint64_t id;
@@ -59,6 +62,8 @@ typedef struct gate_s {
     gate_config_t cfg;
     uint64_t id;
     uv_tcp_t listener;
+    uv_tcp_t ws_listener;
+    int ws_listening;
     uv_timer_t sweep_timer;
     uv_timer_t registry_timer;
     uv_signal_t sigterm, sigint;
@@ -80,7 +85,7 @@ typedef struct gate_s {
     struct gate_metrics_s {
         im_metric_t *conns, *authed, *accepted, *closed, *pkts_in, *pkts_out, *bytes_in, *bytes_out,
             *proto_errors, *unknown_cmds, *kicks, *accept_errors, *auth_timeouts, *idle_timeouts,
-            *slow_closes, *up_dropped, *no_logic, *logics;
+            *slow_closes, *up_dropped, *no_logic, *logics, *ws_conns;
         im_metric_t *by_type[8];
     } m;
 } gate_t;
@@ -106,6 +111,25 @@ uint32_t gate_conn_client_type(const gate_conn_t *c);
 void gate_conn_stop_accepting(gate_t *g);
 /* Send a ROUTE item upstream for every logged-in connection; returns how many. */
 int gate_conn_reannounce(gate_t *g);
+
+int gate_conn_write_raw(gate_conn_t *c, const uint8_t *a, size_t alen, const uint8_t *b,
+                        size_t blen);
+/* Handle one decoded client packet; 0 go on, -1 the connection was closed. */
+int gate_conn_handle_packet(gate_conn_t *c, const im_packet_t *p);
+gate_t *gate_conn_gate(gate_conn_t *c);
+int gate_conn_is_closing(const gate_conn_t *c);
+const char *gate_conn_peer(const gate_conn_t *c, char *buf, size_t len);
+
+/* gate_ws.c: WebSocket (RFC 6455, wslay) and the static web page on gate_ws_port */
+gate_ws_t *gate_ws_new(gate_conn_t *c);
+void gate_ws_free(gate_ws_t *ws);
+void gate_ws_on_data(gate_conn_t *c, const uint8_t *data, size_t len);
+void gate_ws_send_packet(gate_conn_t *c, const uint8_t *hdr, const uint8_t *body, size_t len);
+/* Queue a close frame for reason and flush; returns 1 when the close must be graceful. */
+int gate_ws_close(gate_conn_t *c, int reason);
+/* Inside wslay's receive loop a close is only noted (returns 1); it happens when wslay returns. */
+int gate_ws_defer_close(gate_conn_t *c, int reason, int graceful);
+gate_ws_t *gate_conn_ws(gate_conn_t *c);
 
 /* gate_link.c */
 int gate_link_start(gate_t *g);

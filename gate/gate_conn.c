@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "gate.h"
 #include "im_cmd.h"
@@ -46,6 +47,7 @@ struct gate_conn_s {
     uint8_t client_type;
     uint8_t on_wait;
     uint8_t close_reason;
+    gate_ws_t *ws; /* WebSocket state, NULL for plain TCP clients */
 };
 
 typedef struct {
@@ -162,7 +164,29 @@ gate_conn_t *gate_conn_find(gate_t *g, uint64_t conn_id)
     return c && c->state != CONN_CLOSING ? c : NULL;
 }
 
+gate_ws_t *gate_conn_ws(gate_conn_t *c)
+{
+    return c->ws;
+}
+
+gate_t *gate_conn_gate(gate_conn_t *c)
+{
+    return c->g;
+}
+
+int gate_conn_is_closing(const gate_conn_t *c)
+{
+    return c->state == CONN_CLOSING;
+}
+
+const char *gate_conn_peer(const gate_conn_t *c, char *buf, size_t len);
+
 static const char *peer_str(const gate_conn_t *c, char *buf, size_t len)
+{
+    return gate_conn_peer(c, buf, len);
+}
+
+const char *gate_conn_peer(const gate_conn_t *c, char *buf, size_t len)
 {
     char ip[INET_ADDRSTRLEN] = "?";
     inet_ntop(AF_INET, &c->peer_ip, ip, sizeof(ip));
@@ -181,6 +205,7 @@ static void on_closed(uv_handle_t *h)
     im_metric_add(g->m.conns, -1);
     im_metric_add(g->m.closed, 1);
     free(c->buf);
+    gate_ws_free(c->ws);
     free(c);
 }
 
@@ -205,6 +230,8 @@ static void on_shutdown(uv_shutdown_t *req, int status)
 void gate_conn_close(gate_conn_t *c, int reason, int graceful)
 {
     gate_t *g = c->g;
+    if (c->ws && c->state != CONN_CLOSING && gate_ws_defer_close(c, reason, graceful))
+        return;
     if (c->state == CONN_CLOSING) {
         if (!graceful)
             hard_close(c);
@@ -227,6 +254,8 @@ void gate_conn_close(gate_conn_t *c, int reason, int graceful)
     if (was == CONN_AUTHED || was == CONN_AUTHING)
         gate_link_up(g, c->user_id ? c->user_id : c->id, CIM__INTERNAL__UPSTREAM__KIND__CONN_CLOSED,
                      c->id, c->user_id, c->client_type, 0, 0, NULL, 0, NULL, (uint32_t) reason);
+    if (c->ws)
+        graceful |= gate_ws_close(c, reason); /* a close frame goes out first */
     uv_read_stop((uv_stream_t *) &c->tcp);
     free(c->buf);
     c->buf = NULL;
@@ -252,6 +281,62 @@ static void on_written(uv_write_t *req, int status)
     free(w);
 }
 
+/* Write a, then b, to the socket: what the kernel takes now is not copied; the rest goes into
+ * one heap write request. 0 ok, -1 the connection was closed. */
+int gate_conn_write_raw(gate_conn_t *c, const uint8_t *a, size_t alen, const uint8_t *b,
+                        size_t blen)
+{
+    gate_t *g = c->g;
+    if (uv_is_closing((uv_handle_t *) &c->tcp))
+        return -1;
+    size_t total = alen + blen, done = 0;
+    uv_stream_t *s = (uv_stream_t *) &c->tcp;
+    if (uv_stream_get_write_queue_size(s) == 0) {
+        uv_buf_t bufs[2] = {uv_buf_init((char *) a, (unsigned) alen),
+                            uv_buf_init((char *) b, (unsigned) blen)};
+        int n = uv_try_write(s, bufs, blen ? 2 : 1);
+        if (n > 0)
+            done = (size_t) n;
+        else if (n != UV_EAGAIN) {
+            gate_conn_close(c, CLOSE_CLIENT, 0);
+            return -1;
+        }
+        if (done == total)
+            return 0;
+    } else if (uv_stream_get_write_queue_size(s) + total > (size_t) g->cfg.gate_write_queue_max) {
+        char peer[48];
+        log_warn("conn %llu user %llu peer %s: client does not read (%zu bytes queued): closed",
+                 (unsigned long long) c->id, (unsigned long long) c->user_id,
+                 peer_str(c, peer, sizeof(peer)), uv_stream_get_write_queue_size(s));
+        im_metric_add(g->m.slow_closes, 1);
+        gate_conn_close(c, CLOSE_SLOW, 0);
+        return -1;
+    }
+    size_t rest = total - done;
+    wreq_t *w = malloc(sizeof(*w) + rest);
+    if (!w) {
+        gate_conn_close(c, CLOSE_CLIENT, 0);
+        return -1;
+    }
+    w->c = c;
+    w->len = rest;
+    /* copy the unsent tail of a+b */
+    if (done < alen) {
+        memcpy(w->data, a + done, alen - done);
+        if (blen)
+            memcpy(w->data + (alen - done), b, blen);
+    } else {
+        memcpy(w->data, b + (done - alen), rest);
+    }
+    uv_buf_t buf = uv_buf_init((char *) w->data, (unsigned) rest);
+    if (uv_write(&w->req, s, &buf, 1, on_written) != 0) {
+        free(w);
+        gate_conn_close(c, CLOSE_CLIENT, 0);
+        return -1;
+    }
+    return 0;
+}
+
 void gate_conn_send(gate_conn_t *c, uint16_t cmd, uint16_t seq, const uint8_t *body, size_t len)
 {
     gate_t *g = c->g;
@@ -271,53 +356,10 @@ void gate_conn_send(gate_conn_t *c, uint16_t cmd, uint16_t seq, const uint8_t *b
     im_codec_write_header(hdr, cmd, seq, len);
     im_metric_add(g->m.pkts_out, 1);
     im_metric_add(g->m.bytes_out, (int64_t) (IM_HEADER_LEN + len));
-
-    size_t total = IM_HEADER_LEN + len, done = 0;
-    uv_stream_t *s = (uv_stream_t *) &c->tcp;
-    if (uv_stream_get_write_queue_size(s) == 0) {
-        uv_buf_t bufs[2] = {uv_buf_init((char *) hdr, IM_HEADER_LEN),
-                            uv_buf_init((char *) body, (unsigned) len)};
-        int n = uv_try_write(s, bufs, len ? 2 : 1);
-        if (n > 0)
-            done = (size_t) n;
-        else if (n != UV_EAGAIN) {
-            gate_conn_close(c, CLOSE_CLIENT, 0);
-            return;
-        }
-        if (done == total)
-            return;
-    } else if (uv_stream_get_write_queue_size(s) + total > (size_t) g->cfg.gate_write_queue_max) {
-        char peer[48];
-        log_warn("conn %llu user %llu peer %s: client does not read (%zu bytes queued): closed",
-                 (unsigned long long) c->id, (unsigned long long) c->user_id,
-                 peer_str(c, peer, sizeof(peer)), uv_stream_get_write_queue_size(s));
-        im_metric_add(g->m.slow_closes, 1);
-        gate_conn_close(c, CLOSE_SLOW, 0);
-        return;
-    }
-    size_t rest = total - done;
-    wreq_t *w = malloc(sizeof(*w) + rest);
-    if (!w) {
-        gate_conn_close(c, CLOSE_CLIENT, 0);
-        return;
-    }
-    w->c = c;
-    w->len = rest;
-    /* copy the unsent tail of header+body */
-    size_t off = 0;
-    if (done < IM_HEADER_LEN) {
-        memcpy(w->data, hdr + done, IM_HEADER_LEN - done);
-        off = IM_HEADER_LEN - done;
-        if (len)
-            memcpy(w->data + off, body, len);
-    } else {
-        memcpy(w->data, body + (done - IM_HEADER_LEN), rest);
-    }
-    uv_buf_t b = uv_buf_init((char *) w->data, (unsigned) rest);
-    if (uv_write(&w->req, s, &b, 1, on_written) != 0) {
-        free(w);
-        gate_conn_close(c, CLOSE_CLIENT, 0);
-    }
+    if (c->ws)
+        gate_ws_send_packet(c, hdr, body, len); /* one packet per binary message */
+    else
+        gate_conn_write_raw(c, hdr, IM_HEADER_LEN, body, len);
 }
 
 /* ---------------------------------------------------------------- packets */
@@ -351,7 +393,7 @@ static void forward(gate_conn_t *c, const im_packet_t *p)
 }
 
 /* Returns 0 to go on reading, -1 when the connection was closed. */
-static int handle_packet(gate_conn_t *c, const im_packet_t *p)
+int gate_conn_handle_packet(gate_conn_t *c, const im_packet_t *p)
 {
     gate_t *g = c->g;
     uint16_t cmd = p->hdr.cmd;
@@ -425,7 +467,7 @@ static long process(gate_conn_t *c, const uint8_t *data, size_t len, size_t *nee
             return -1;
         }
         off += used;
-        if (handle_packet(c, &p) < 0)
+        if (gate_conn_handle_packet(c, &p) < 0)
             return -1;
     }
     return c->state == CONN_CLOSING ? -1 : (long) off;
@@ -435,7 +477,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     gate_conn_t *c = h->data;
     (void) suggested;
-    if (c->buf) {
+    if (c->buf && !c->ws) {
         buf->base = (char *) c->buf + c->blen;
         buf->len = c->bcap - c->blen;
     } else {
@@ -488,6 +530,13 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     im_metric_add(g->m.bytes_in, nread);
+    if (c->ws) {
+        /* any bytes (pings included) count as liveness */
+        c->active_ms = im_mono_ms();
+        lru_touch(g, c);
+        gate_ws_on_data(c, (const uint8_t *) buf->base, (size_t) nread);
+        return;
+    }
     const uint8_t *data;
     size_t len;
     if (c->buf && (uint8_t *) buf->base == c->buf + c->blen) {
@@ -570,7 +619,7 @@ static void free_handle(uv_handle_t *h)
     free(h->data);
 }
 
-static void on_connection(uv_stream_t *server, int status)
+static void accept_conn(uv_stream_t *server, int status, int ws)
 {
     gate_t *g = server->data;
     static uint64_t last_log_ms;
@@ -608,6 +657,10 @@ static void on_connection(uv_stream_t *server, int status)
         c->peer_port = ntohs(sin->sin_port);
     }
     uv_tcp_nodelay(&c->tcp, 1);
+    if (ws && !(c->ws = gate_ws_new(c))) {
+        uv_close((uv_handle_t *) &c->tcp, free_handle);
+        return;
+    }
     im_map_put(&g->conns, c->id, c);
     g->nconns++;
     im_metric_add(g->m.conns, 1);
@@ -618,16 +671,26 @@ static void on_connection(uv_stream_t *server, int status)
         gate_conn_close(c, CLOSE_CLIENT, 0);
 }
 
-int gate_conn_listen(gate_t *g)
+static void on_connection(uv_stream_t *server, int status)
+{
+    accept_conn(server, status, 0);
+}
+
+static void on_ws_connection(uv_stream_t *server, int status)
+{
+    accept_conn(server, status, 1);
+}
+
+static int listen_on(gate_t *g, uv_tcp_t *h, int port, uv_connection_cb cb)
 {
     struct sockaddr_in addr;
-    int rc = uv_ip4_addr(g->cfg.gate_host, (int) g->cfg.gate_port, &addr);
+    int rc = uv_ip4_addr(g->cfg.gate_host, port, &addr);
     if (rc != 0) {
         log_error("bad gate_host %s: %s", g->cfg.gate_host, uv_strerror(rc));
         return -1;
     }
-    uv_tcp_init(g->loop, &g->listener);
-    g->listener.data = g;
+    uv_tcp_init(g->loop, h);
+    h->data = g;
     if (g->cfg.gate_reuseport) {
         /* libuv 1.44 has no UV_TCP_REUSEPORT: make the socket ourselves */
         int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -635,20 +698,36 @@ int gate_conn_listen(gate_t *g)
         if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
             setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
             bind(fd, (struct sockaddr *) &addr, sizeof(addr)) != 0) {
-            log_error("listen %s:%lld: %s", g->cfg.gate_host, g->cfg.gate_port, strerror(errno));
+            log_error("listen %s:%d: %s", g->cfg.gate_host, port, strerror(errno));
+            if (fd >= 0)
+                close(fd);
             return -1;
         }
-        uv_tcp_open(&g->listener, fd);
-    } else if ((rc = uv_tcp_bind(&g->listener, (struct sockaddr *) &addr, 0)) != 0) {
-        log_error("bind %s:%lld: %s", g->cfg.gate_host, g->cfg.gate_port, uv_strerror(rc));
+        uv_tcp_open(h, fd);
+    } else if ((rc = uv_tcp_bind(h, (struct sockaddr *) &addr, 0)) != 0) {
+        log_error("bind %s:%d: %s", g->cfg.gate_host, port, uv_strerror(rc));
         return -1;
     }
-    rc = uv_listen((uv_stream_t *) &g->listener, 4096, on_connection);
+    rc = uv_listen((uv_stream_t *) h, 4096, cb);
     if (rc != 0) {
-        log_error("listen %s:%lld: %s", g->cfg.gate_host, g->cfg.gate_port, uv_strerror(rc));
+        log_error("listen %s:%d: %s", g->cfg.gate_host, port, uv_strerror(rc));
         return -1;
     }
+    return 0;
+}
+
+int gate_conn_listen(gate_t *g)
+{
+    if (listen_on(g, &g->listener, (int) g->cfg.gate_port, on_connection) < 0)
+        return -1;
     log_info("listening for clients on %s:%lld", g->cfg.gate_host, g->cfg.gate_port);
+    if (g->cfg.gate_ws_port) {
+        if (listen_on(g, &g->ws_listener, (int) g->cfg.gate_ws_port, on_ws_connection) < 0)
+            return -1;
+        g->ws_listening = 1;
+        log_info("WebSocket clients and the web page on %s:%lld", g->cfg.gate_host,
+                 g->cfg.gate_ws_port);
+    }
     return 0;
 }
 
@@ -656,6 +735,8 @@ void gate_conn_stop_accepting(gate_t *g)
 {
     if (!uv_is_closing((uv_handle_t *) &g->listener))
         uv_close((uv_handle_t *) &g->listener, NULL);
+    if (g->ws_listening && !uv_is_closing((uv_handle_t *) &g->ws_listener))
+        uv_close((uv_handle_t *) &g->ws_listener, NULL);
 }
 
 /* ---------------------------------------------------------------- deadlines */

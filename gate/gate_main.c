@@ -44,6 +44,8 @@ static const im_cfg_opt_t gate_opts[] = {
         "bytes queued to a client that does not read before it is closed"),
     OPT("gate_reuseport", IM_CFG_BOOL, gate_reuseport, 0, 1, "0",
         "SO_REUSEPORT on the client port (several gates on one port)"),
+    OPT("gate_web_root", IM_CFG_STR, gate_web_root, 0, 0, "web",
+        "directory of the web page served on gate_ws_port (empty = none)"),
     OPT("log_level", IM_CFG_STR, log_level, 0, 0, "info", "debug, info, warn, error"),
     {NULL, 0, 0, 0, 0, NULL, NULL},
 };
@@ -114,6 +116,7 @@ static void metrics_init(gate_t *g)
     m->no_logic =
         im_metrics_counter("cim_gate_no_logic_total", "requests refused because no logic was live");
     m->logics = im_metrics_gauge("cim_gate_logics", "live logics known from the registry");
+    m->ws_conns = im_metrics_gauge("cim_gate_ws_connections", "open WebSocket connections");
 }
 
 static void sweep_cb(uv_timer_t *t)
