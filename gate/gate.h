@@ -28,7 +28,9 @@ typedef struct gate_config_s {
     long long gate_write_queue_max; /* bytes queued to one client before it is closed */
     long long gate_reuseport;
     char *log_level;
-    char *gate_web_root; /* static files served on the WebSocket port */
+    char *gate_web_root;                             /* static files served on the WebSocket port */
+    long long gate_rate, gate_burst;                 /* requests per connection */
+    long long gate_ip_conn_rate, gate_ip_conn_burst; /* connections per source address */
 } gate_config_t;
 
 enum { CONN_NEW = 0, CONN_AUTHING, CONN_AUTHED, CONN_CLOSING };
@@ -44,6 +46,7 @@ enum {
     CLOSE_LOGOUT = 7,
     CLOSE_SLOW = 8,
     CLOSE_NOT_AUTHED = 9,
+    CLOSE_ABUSE = 10,
 };
 
 typedef struct gate_conn_s gate_conn_t;
@@ -69,8 +72,9 @@ typedef struct gate_s {
     uv_signal_t sigterm, sigint;
     im_nn_in_t *nn_in;
     im_redis_t *redis;
-    im_map_t conns; /* conn_id -> gate_conn_t */
-    im_map_t users; /* user_id -> first gate_conn_t of that user (chain) */
+    im_map_t conns;      /* conn_id -> gate_conn_t */
+    im_map_t users;      /* user_id -> first gate_conn_t of that user (chain) */
+    im_map_t ip_buckets; /* source address + 1 -> connection-rate bucket */
     uint64_t next_conn_id;
     long nconns;
     gate_conn_t *lru_head, *lru_tail;   /* all open conns, least recently active first */
@@ -85,7 +89,7 @@ typedef struct gate_s {
     struct gate_metrics_s {
         im_metric_t *conns, *authed, *accepted, *closed, *pkts_in, *pkts_out, *bytes_in, *bytes_out,
             *proto_errors, *unknown_cmds, *kicks, *accept_errors, *auth_timeouts, *idle_timeouts,
-            *slow_closes, *up_dropped, *no_logic, *logics, *ws_conns;
+            *slow_closes, *up_dropped, *no_logic, *logics, *ws_conns, *rate_limited;
         im_metric_t *by_type[8];
     } m;
 } gate_t;

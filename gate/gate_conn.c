@@ -47,7 +47,12 @@ struct gate_conn_s {
     uint8_t client_type;
     uint8_t on_wait;
     uint8_t close_reason;
-    gate_ws_t *ws; /* WebSocket state, NULL for plain TCP clients */
+    gate_ws_t *ws;      /* WebSocket state, NULL for plain TCP clients */
+    uint32_t rl_tokens; /* request bucket, in thousandths of a request */
+    uint32_t rl_last;   /* ms (gate clock) of the last refill */
+    uint32_t cf_tokens; /* delivery-confirmation bucket */
+    uint32_t cf_last;
+    uint16_t rl_strikes; /* requests refused since the bucket was last full */
 };
 
 typedef struct {
@@ -362,6 +367,65 @@ void gate_conn_send(gate_conn_t *c, uint16_t cmd, uint16_t seq, const uint8_t *b
         gate_conn_write_raw(c, hdr, IM_HEADER_LEN, body, len);
 }
 
+/* ---------------------------------------------------------------- rate limits */
+
+/* Token bucket in thousandths: rate per second, burst whole requests. 1 taken, 0 empty. */
+static int bucket_take(uint32_t *tokens, uint32_t *last, uint32_t now, long long rate,
+                       long long burst)
+{
+    if (rate <= 0)
+        return 1;
+    uint64_t cap = (uint64_t) burst * 1000;
+    uint64_t t = *tokens + (uint64_t) (uint32_t) (now - *last) * (uint64_t) rate;
+    *last = now;
+    if (t > cap)
+        t = cap;
+    if (t < 1000) {
+        *tokens = (uint32_t) t;
+        return 0;
+    }
+    *tokens = (uint32_t) (t - 1000);
+    return 1;
+}
+
+typedef struct ip_bucket_s {
+    uint32_t tokens, last;
+} ip_bucket_t;
+
+/* per source address: connections per second */
+static int ip_allowed(gate_t *g, uint32_t ip)
+{
+    if (g->cfg.gate_ip_conn_rate <= 0)
+        return 1;
+    uint32_t now = (uint32_t) im_mono_ms();
+    ip_bucket_t *b = im_map_get(&g->ip_buckets, (uint64_t) ip + 1);
+    if (!b) {
+        b = malloc(sizeof(*b));
+        if (!b)
+            return 1;
+        b->tokens = (uint32_t) (g->cfg.gate_ip_conn_burst * 1000);
+        b->last = now;
+        im_map_put(&g->ip_buckets, (uint64_t) ip + 1, b);
+    }
+    return bucket_take(&b->tokens, &b->last, now, g->cfg.gate_ip_conn_rate,
+                       g->cfg.gate_ip_conn_burst);
+}
+
+/* forget addresses whose bucket has been full for a while */
+static void ip_buckets_sweep(gate_t *g)
+{
+    uint32_t now = (uint32_t) im_mono_ms();
+    uint64_t k;
+    void *v;
+    for (size_t it = 0; im_map_next(&g->ip_buckets, &it, &k, &v);) {
+        ip_bucket_t *b = v;
+        if ((uint32_t) (now - b->last) > 60000) {
+            im_map_del(&g->ip_buckets, k);
+            free(b);
+        }
+    }
+}
+
 /* ---------------------------------------------------------------- packets */
 
 static void send_error_reply(gate_conn_t *c, uint16_t cmd, uint16_t seq, uint32_t code)
@@ -370,7 +434,9 @@ static void send_error_reply(gate_conn_t *c, uint16_t cmd, uint16_t seq, uint32_
     uint8_t body[16];
     uint16_t rsp = 0;
     if (ci && ci->rsp_is_res)
-        code = code == IM_ERR_STORAGE_UNAVAILABLE ? IM_RES_ERROR : IM_RES_REFUSED;
+        code = code == IM_ERR_STORAGE_UNAVAILABLE ? IM_RES_ERROR
+               : code == IM_ERR_RATE_LIMITED      ? IM_RES_RATE_LIMITED
+                                                  : IM_RES_REFUSED;
     int n = im_cmd_error_body(cmd, code, body, &rsp);
     if (n >= 0)
         gate_conn_send(c, rsp, seq, body, (size_t) n);
@@ -418,6 +484,33 @@ int gate_conn_handle_packet(gate_conn_t *c, const im_packet_t *p)
         if (cmd == IM_CMD_AUTH_REQ || cmd == IM_CMD_AUTH_TOKEN_REQ) {
             send_error_reply(c, cmd, p->hdr.seq, IM_ERR_INVALID_PARAMETER); /* already logged in */
             return 0;
+        }
+        uint32_t now = (uint32_t) c->active_ms;
+        if (cmd == IM_CMD_MSG_DATA_ACK) {
+            /* delivery confirmations are not requests, but a flood of them is abuse */
+            if (!bucket_take(&c->cf_tokens, &c->cf_last, now, g->cfg.gate_rate * 20,
+                             g->cfg.gate_burst * 20)) {
+                im_metric_add(g->m.rate_limited, 1);
+                log_warn("conn %llu user %llu peer %s: delivery confirmation flood: closed",
+                         (unsigned long long) c->id, (unsigned long long) c->user_id,
+                         peer_str(c, peer, sizeof(peer)));
+                gate_conn_close(c, CLOSE_ABUSE, 1);
+                return -1;
+            }
+        } else if (!bucket_take(&c->rl_tokens, &c->rl_last, now, g->cfg.gate_rate,
+                                g->cfg.gate_burst)) {
+            im_metric_add(g->m.rate_limited, 1);
+            send_error_reply(c, cmd, p->hdr.seq, IM_ERR_RATE_LIMITED); /* not stored */
+            if (++c->rl_strikes > g->cfg.gate_burst) {
+                log_warn("conn %llu user %llu peer %s: kept sending over the rate limit: closed",
+                         (unsigned long long) c->id, (unsigned long long) c->user_id,
+                         peer_str(c, peer, sizeof(peer)));
+                gate_conn_close(c, CLOSE_ABUSE, 1);
+                return -1;
+            }
+            return 0;
+        } else if (c->rl_tokens >= (uint32_t) (g->cfg.gate_burst * 1000) - 1000) {
+            c->rl_strikes = 0;
         }
         forward(c, p);
         return 0;
@@ -656,6 +749,22 @@ static void accept_conn(uv_stream_t *server, int status, int ws)
         c->peer_ip = sin->sin_addr.s_addr;
         c->peer_port = ntohs(sin->sin_port);
     }
+    if (!ip_allowed(g, c->peer_ip)) {
+        static uint64_t last_warn;
+        im_metric_add(g->m.rate_limited, 1);
+        im_metric_add(g->m.accept_errors, 1);
+        if (c->connected_ms - last_warn > 1000) {
+            char peer[48];
+            log_warn("peer %s: over the per-address connection rate: refused",
+                     peer_str(c, peer, sizeof(peer)));
+            last_warn = c->connected_ms;
+        }
+        uv_close((uv_handle_t *) &c->tcp, free_handle);
+        return;
+    }
+    c->rl_tokens = (uint32_t) (g->cfg.gate_burst * 1000);
+    c->rl_last = c->cf_last = (uint32_t) c->connected_ms;
+    c->cf_tokens = (uint32_t) (g->cfg.gate_burst * 20 * 1000);
     uv_tcp_nodelay(&c->tcp, 1);
     if (ws && !(c->ws = gate_ws_new(c))) {
         uv_close((uv_handle_t *) &c->tcp, free_handle);
@@ -744,6 +853,9 @@ void gate_conn_stop_accepting(gate_t *g)
 void gate_conn_sweep(gate_t *g)
 {
     uint64_t now = im_mono_ms();
+    static unsigned n;
+    if (++n % 300 == 0)
+        ip_buckets_sweep(g);
     uint64_t auth_ms = (uint64_t) g->cfg.gate_auth_timeout * 1000;
     uint64_t idle_ms = (uint64_t) g->cfg.gate_idle_timeout * 1000;
     char peer[48];

@@ -46,6 +46,14 @@ static const im_cfg_opt_t gate_opts[] = {
         "SO_REUSEPORT on the client port (several gates on one port)"),
     OPT("gate_web_root", IM_CFG_STR, gate_web_root, 0, 0, "web",
         "directory of the web page served on gate_ws_port (empty = none)"),
+    OPT("gate_rate", IM_CFG_INT, gate_rate, 0, 1000000, "50",
+        "requests per second per connection (0 = no limit); heartbeats are free"),
+    OPT("gate_burst", IM_CFG_INT, gate_burst, 1, 1000000, "200",
+        "requests a connection may send at once before the rate applies"),
+    OPT("gate_ip_conn_rate", IM_CFG_INT, gate_ip_conn_rate, 0, 10000000, "1000",
+        "new connections per second per source address (0 = no limit)"),
+    OPT("gate_ip_conn_burst", IM_CFG_INT, gate_ip_conn_burst, 1, 10000000, "5000",
+        "connections a source address may open at once"),
     OPT("log_level", IM_CFG_STR, log_level, 0, 0, "info", "debug, info, warn, error"),
     {NULL, 0, 0, 0, 0, NULL, NULL},
 };
@@ -117,6 +125,8 @@ static void metrics_init(gate_t *g)
         im_metrics_counter("cim_gate_no_logic_total", "requests refused because no logic was live");
     m->logics = im_metrics_gauge("cim_gate_logics", "live logics known from the registry");
     m->ws_conns = im_metrics_gauge("cim_gate_ws_connections", "open WebSocket connections");
+    m->rate_limited = im_metrics_counter("cim_gate_rate_limited_total",
+                                         "requests or connections refused by a rate limit");
 }
 
 static void sweep_cb(uv_timer_t *t)
@@ -203,6 +213,7 @@ int main(int argc, char **argv)
     g->loop = uv_default_loop();
     im_map_init(&g->conns);
     im_map_init(&g->users);
+    im_map_init(&g->ip_buckets);
     g->rbuf_size = 64 * 1024;
     g->rbuf = malloc(g->rbuf_size);
     metrics_init(g);
@@ -242,6 +253,13 @@ int main(int argc, char **argv)
     uv_loop_close(g->loop);
     im_map_free(&g->conns);
     im_map_free(&g->users);
+    {
+        uint64_t k;
+        void *v;
+        for (size_t it = 0; im_map_next(&g->ip_buckets, &it, &k, &v);)
+            free(v);
+        im_map_free(&g->ip_buckets);
+    }
     free(g->rbuf);
     log_info("gate %llu stopped", (unsigned long long) g->id);
     im_config_free(gate_opts, &g->cfg);

@@ -52,6 +52,7 @@ static uint16_t close_code(int reason)
     case CLOSE_AUTH_TIMEOUT:
     case CLOSE_NOT_AUTHED:
     case CLOSE_SLOW:
+    case CLOSE_ABUSE:
         return 1008;
     case CLOSE_SHUTDOWN:
         return 1001;
