@@ -196,6 +196,8 @@ void logic_auth_register(const logic_req_t *r, const uint8_t *body, size_t len)
 
 typedef struct login_s {
     logic_req_t req;
+    char name_lc[33];
+    char ip[48];
     uint32_t client_type;
     char pwd[129];
     uint32_t token_ver; /* from a token */
@@ -264,10 +266,20 @@ static void login_accept(login_t *lg)
                     route_set_done, lg);
 }
 
+/* failed password logins per user name and per address, in Redis with a 60 s window */
+static void count_failure(const login_t *lg)
+{
+    im_redis_cmd(g_logic.redis, NULL, NULL, "EVAL %s 2 cim:lf:n:%s cim:lf:a:%s 60",
+                 "for i = 1, 2 do if redis.call('INCR', KEYS[i]) == 1 then "
+                 "redis.call('EXPIRE', KEYS[i], ARGV[1]) end end return 0",
+                 lg->name_lc, lg->ip);
+}
+
 static void pw_verified(void *ud, int ok)
 {
     login_t *lg = ud;
     if (!ok || !lg->u.user_id) {
+        count_failure(lg);
         log_info("conn %llu peer %s: password login refused", (unsigned long long) lg->req.conn_id,
                  lg->req.peer);
         reply_auth_fail(&lg->req, IM_ERR_LOGIN_INVALID_USER_OR_PWD, "invalid user or password");
@@ -303,6 +315,28 @@ static void login_user_found(void *ud, int rc, const logic_user_t *u)
     sodium_memzero(lg->pwd, sizeof(lg->pwd));
 }
 
+static void login_limits(im_redis_t *rd, redisReply *reply, void *ud)
+{
+    login_t *lg = ud;
+    (void) rd;
+    long long by_name = 0, by_addr = 0;
+    if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == 2) {
+        if (reply->element[0]->type == REDIS_REPLY_STRING)
+            by_name = strtoll(reply->element[0]->str, NULL, 10);
+        if (reply->element[1]->type == REDIS_REPLY_STRING)
+            by_addr = strtoll(reply->element[1]->str, NULL, 10);
+    }
+    if (by_name >= g_logic.cfg.login_fail_max_user || by_addr >= g_logic.cfg.login_fail_max_ip) {
+        log_warn("conn %llu peer %s: password login refused: too many failures (%lld for the "
+                 "name, %lld for the address in 60 s)",
+                 (unsigned long long) lg->req.conn_id, lg->req.peer, by_name, by_addr);
+        reply_auth_fail(&lg->req, IM_ERR_RATE_LIMITED, "too many failed logins, try later");
+        login_free(lg);
+        return;
+    }
+    logic_user_get(0, lg->name_lc, login_user_found, lg);
+}
+
 void logic_auth_login(const logic_req_t *r, const uint8_t *body, size_t len)
 {
     CIM__Def__CIMAuthReq *q = cim__def__cimauth_req__unpack(NULL, len, body);
@@ -322,7 +356,17 @@ void logic_auth_login(const logic_req_t *r, const uint8_t *body, size_t len)
         lg->req = *r;
         lg->client_type = (uint32_t) q->client_type <= IM_CT_MAX ? (uint32_t) q->client_type : 0;
         memcpy(lg->pwd, q->user_pwd, plen + 1);
-        logic_user_get(0, q->user_name, login_user_found, lg);
+        logic_lower(lg->name_lc, q->user_name, sizeof(lg->name_lc));
+        snprintf(lg->ip, sizeof(lg->ip), "%s", r->peer);
+        char *colon = strrchr(lg->ip, ':');
+        if (colon)
+            *colon = 0;
+        if (!lg->ip[0])
+            snprintf(lg->ip, sizeof(lg->ip), "unknown");
+        /* brute force: too many recent failures for this name or this address -> refused */
+        if (im_redis_cmd(g_logic.redis, login_limits, lg, "MGET cim:lf:n:%s cim:lf:a:%s",
+                         lg->name_lc, lg->ip) != 0)
+            logic_user_get(0, lg->name_lc, login_user_found, lg); /* Redis away: fail open */
     }
     sodium_memzero(q->user_pwd, plen);
     cim__def__cimauth_req__free_unpacked(q, NULL);

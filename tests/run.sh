@@ -199,7 +199,7 @@ e2e_start() {
     export STACK_GATE1_PORT=${P[6]} STACK_GATE1_WS=${P[7]} STACK_GATE1_NN=${P[8]} STACK_GATE1_METRICS=${P[9]}
     export STACK_GATE2_PORT=${P[10]} STACK_GATE2_WS=${P[11]} STACK_GATE2_NN=${P[12]} STACK_GATE2_METRICS=${P[13]}
     export STACK_LOG_LEVEL=debug
-    STACK_LOGIC_EXTRA="pwhash_level = 0"
+    STACK_LOGIC_EXTRA=$'pwhash_level = 0\nlogin_fail_max_ip = 1000'
     # request limits raised for bursts and load tests; tests of the limits start their own gate
     STACK_GATE_EXTRA=$'gate_auth_timeout = 2\ngate_idle_timeout = 3\ngate_rate = 100000\ngate_burst = 100000'
     [[ -n ${E2E_LOGIC_EXTRA:-} ]] && STACK_LOGIC_EXTRA+=$'\n'"$E2E_LOGIC_EXTRA"
