@@ -33,6 +33,13 @@
 #define LINE_MAX_LEN       (64 * 1024)
 #define RECONNECT_MAX_MS   30000
 
+#define SENT_MAX 256
+
+typedef struct sent_s {
+    uint64_t server_msg_id, to;
+    uint32_t session_type;
+} sent_t;
+
 typedef struct app_s {
     cim_client_t *c;
     const char *gates;
@@ -48,6 +55,8 @@ typedef struct app_s {
     char inbuf[LINE_MAX_LEN];
     size_t inlen;
     int in_eof;
+    sent_t sent[SENT_MAX]; /* my recent messages, for `recall <server_msg_id>` */
+    size_t nsent, sent_next;
 } app_t;
 
 typedef int (*cmd_fn)(app_t *a, int argc, char **argv, const char *line);
@@ -121,6 +130,57 @@ static const char *kick_text(uint32_t reason)
     }
 }
 
+static const char *res_name(uint32_t res)
+{
+    switch (res) {
+    case 1:
+        return "OK";
+    case 2:
+        return "ERROR";
+    case 3:
+        return "REFUSED";
+    case 4:
+        return "RATE_LIMITED";
+    default:
+        return "UNKNOWN";
+    }
+}
+
+/* Message text for printing: bytes as they are, control characters as '.', cut at 2000. */
+static void text_of(const uint8_t *data, size_t len, char *out, size_t n)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < len && k + 4 < n && i < 2000; i++)
+        out[k++] = data[i] < 0x20 || data[i] == 0x7f ? '.' : (char) data[i];
+    if (len > 2000 && k + 4 < n) {
+        memcpy(out + k, "...", 3);
+        k += 3;
+    }
+    out[k] = '\0';
+}
+
+/* "[msg 123 from alice(10001) seq 7] hello" */
+static void print_msg(const app_t *a, const cim_packet_t *pkt)
+{
+    CIM__Def__CIMMsgData *d =
+        (CIM__Def__CIMMsgData *) cim_packet_unpack(pkt, &cim__def__cimmsg_data__descriptor);
+    if (!d) {
+        notice(a, "[undecodable message, %zu bytes]", pkt->body_len);
+        return;
+    }
+    char text[2048], group[48] = "";
+    text_of(d->msg_data.data, d->msg_data.len, text, sizeof(text));
+    if (d->session_type == CIM__DEF__CIMSESSION_TYPE__kCIM_SESSION_TYPE_GROUP)
+        snprintf(group, sizeof(group), " in group %" PRIu64, d->to_session_id);
+    else if (d->from_user_id == cim_user_id(a->c))
+        snprintf(group, sizeof(group), " to %" PRIu64, d->to_session_id);
+    const char *kind = d->msg_type == 9 ? "notification" : "msg";
+    notice(a, "[%s %" PRIu64 " from %s(%" PRIu64 ")%s seq %" PRIu64 "] %s", kind, d->server_msg_id,
+           d->from_nick_name && d->from_nick_name[0] ? d->from_nick_name : "?", d->from_user_id,
+           group, d->seq, text);
+    cim__def__cimmsg_data__free_unpacked(d, NULL);
+}
+
 static void on_push(cim_client_t *c, const cim_packet_t *pkt, void *ud)
 {
     const app_t *a = ud;
@@ -137,6 +197,39 @@ static void on_push(cim_client_t *c, const cim_packet_t *pkt, void *ud)
     }
     case IM_CMD_HEARTBEAT:
         break; /* an echo nobody waited for */
+    case IM_CMD_MSG_DATA:
+        print_msg(a, pkt);
+        break;
+    case IM_CMD_MSG_DATA_ACK: {
+        CIM__Def__CIMMsgDataAck *k = (CIM__Def__CIMMsgDataAck *) cim_packet_unpack(
+            pkt, &cim__def__cimmsg_data_ack__descriptor);
+        if (k)
+            notice(a, "[ack %s: %s, msg %" PRIu64 " seq %" PRIu64 "]", k->client_msg_id,
+                   res_name((uint32_t) k->res_code), k->server_msg_id, k->seq);
+        if (k)
+            protobuf_c_message_free_unpacked(&k->base, NULL);
+        break;
+    }
+    case IM_CMD_MSG_READ_NOTIFY: {
+        CIM__Def__CIMMsgDataReadNotify *n = (CIM__Def__CIMMsgDataReadNotify *) cim_packet_unpack(
+            pkt, &cim__def__cimmsg_data_read_notify__descriptor);
+        if (n)
+            notice(a, "[read by %" PRIu64 ": session %" PRIu64 " up to msg %" PRIu64 "]",
+                   n->user_id, n->session_id, n->msg_id);
+        if (n)
+            protobuf_c_message_free_unpacked(&n->base, NULL);
+        break;
+    }
+    case IM_CMD_RECALL_NOTIFY: {
+        CIM__Def__CIMMsgRecallNotify *n = (CIM__Def__CIMMsgRecallNotify *) cim_packet_unpack(
+            pkt, &cim__def__cimmsg_recall_notify__descriptor);
+        if (n)
+            notice(a, "[recalled by %" PRIu64 ": msg %" PRIu64 " in session %" PRIu64 "]",
+                   n->from_user_id, n->server_msg_id, n->session_id);
+        if (n)
+            protobuf_c_message_free_unpacked(&n->base, NULL);
+        break;
+    }
     default:
         notice(a, "[push 0x%04x %s seq=%u, %zu bytes]", pkt->cmd, cim_cmd_name(pkt->cmd), pkt->seq,
                pkt->body_len);
@@ -368,6 +461,228 @@ static int cmd_sleep(app_t *a, int argc, char **argv, const char *line)
     return 0;
 }
 
+static int need_login(const app_t *a)
+{
+    if (cim_logged_in(a->c) && cim_is_connected(a->c))
+        return 0;
+    printf("error: not logged in\n");
+    return 1;
+}
+
+static int parse_id(const char *s, uint64_t *out)
+{
+    if (parse_u64(s, out) != 0 || *out == 0) {
+        printf("error: bad id '%s'\n", s);
+        return 1;
+    }
+    return 0;
+}
+
+static void remember_sent(app_t *a, uint64_t id, uint64_t to, uint32_t st)
+{
+    a->sent[a->sent_next] = (sent_t){.server_msg_id = id, .to = to, .session_type = st};
+    a->sent_next = (a->sent_next + 1) % SENT_MAX;
+    if (a->nsent < SENT_MAX)
+        a->nsent++;
+}
+
+/* send <user_id> <text...>: the rest of the line is the text, as typed */
+static int cmd_send(app_t *a, int argc, char **argv, const char *line)
+{
+    (void) argc;
+    uint64_t to;
+    if (parse_id(argv[1], &to) || need_login(a))
+        return 1;
+    const char *p = line;
+    while (*p == ' ' || *p == '\t')
+        p++;
+    p += 4; /* "send" */
+    while (*p == ' ' || *p == '\t')
+        p++;
+    while (*p && *p != ' ' && *p != '\t')
+        p++; /* the user id */
+    while (*p == ' ' || *p == '\t')
+        p++;
+    cim_ack_t ack;
+    int rc = cim_send_text(a->c, to, p, &ack);
+    if (rc == CIM_ERESULT) {
+        printf("error: send failed: %s%s\n", res_name(ack.res_code),
+               ack.res_code == 2 || ack.res_code == 4
+                   ? " (kept; resent after reconnect or `resend`)"
+                   : "");
+        return 1;
+    }
+    if (rc != 0)
+        return fail_rc("send", rc, 0);
+    remember_sent(a, ack.server_msg_id, to, 1);
+    printf("sent: msg %" PRIu64 " seq %" PRIu64 "\n", ack.server_msg_id, ack.seq);
+    return 0;
+}
+
+static void print_info(const CIM__Def__CIMMsgInfo *mi)
+{
+    char text[2048];
+    text_of(mi->msg_data.data, mi->msg_data.len, text, sizeof(text));
+    printf("  msg %" PRIu64 " from %" PRIu64 " seq %" PRIu64 " %s%s%s\n", mi->server_msg_id,
+           mi->from_user_id, mi->seq, mi->msg_status == 11 ? "[recalled] " : "",
+           mi->msg_type == 9 ? "[notification] " : "", text);
+}
+
+static int cmd_history(app_t *a, int argc, char **argv, const char *line)
+{
+    (void) line;
+    uint64_t peer, limit = 20;
+    if (parse_id(argv[1], &peer) || (argc > 2 && parse_id(argv[2], &limit)) || need_login(a))
+        return 1;
+    CIM__Def__CIMGetMsgListRsp *rsp = NULL;
+    uint32_t code = 0;
+    int rc = cim_history(a->c, 1, peer, 0, (uint32_t) limit, &rsp, &code);
+    if (rc != 0) {
+        if (rsp)
+            cim__def__cimget_msg_list_rsp__free_unpacked(rsp, NULL);
+        return fail_rc("history", rc, code);
+    }
+    printf("history with %" PRIu64 ": %zu message(s), newest first\n", peer, rsp->n_msg_list);
+    for (size_t i = 0; i < rsp->n_msg_list; i++)
+        print_info(rsp->msg_list[i]);
+    cim__def__cimget_msg_list_rsp__free_unpacked(rsp, NULL);
+    return 0;
+}
+
+static int cmd_sessions(app_t *a, int argc, char **argv, const char *line)
+{
+    (void) argc;
+    (void) argv;
+    (void) line;
+    if (need_login(a))
+        return 1;
+    CIM__Def__CIMRecentContactSessionRsp *rsp = NULL;
+    uint32_t code = 0;
+    int rc = cim_sessions(a->c, 0, &rsp, &code);
+    if (rc != 0) {
+        if (rsp)
+            cim__def__cimrecent_contact_session_rsp__free_unpacked(rsp, NULL);
+        return fail_rc("sessions", rc, code);
+    }
+    printf("%zu session(s), %u unread\n", rsp->n_contact_session_list, rsp->unread_counts);
+    for (size_t i = 0; i < rsp->n_contact_session_list; i++) {
+        const CIM__Def__CIMContactSessionInfo *s = rsp->contact_session_list[i];
+        char text[2048];
+        text_of(s->msg_data.data, s->msg_data.len, text, sizeof(text));
+        printf("  %s %" PRIu64 ": unread %u, last msg %" PRIu64 " from %" PRIu64 ": %s\n",
+               s->session_type == 2 ? "group" : "user", s->session_id, s->unread_cnt,
+               s->server_msg_id, s->msg_from_user_id, text);
+    }
+    cim__def__cimrecent_contact_session_rsp__free_unpacked(rsp, NULL);
+    return 0;
+}
+
+static int cmd_read(app_t *a, int argc, char **argv, const char *line)
+{
+    (void) argc;
+    (void) line;
+    uint64_t peer, latest = 0;
+    if (parse_id(argv[1], &peer) || need_login(a))
+        return 1;
+    uint32_t code = 0;
+    int rc = cim_latest_msg_id(a->c, 1, peer, &latest, &code);
+    if (rc != 0)
+        return fail_rc("read", rc, code);
+    if (latest == 0) {
+        printf("nothing to read with %" PRIu64 "\n", peer);
+        return 0;
+    }
+    rc = cim_read_ack(a->c, 1, peer, latest);
+    if (rc != 0)
+        return fail_rc("read", rc, 0);
+    printf("read: session %" PRIu64 " up to msg %" PRIu64 "\n", peer, latest);
+    return 0;
+}
+
+static int cmd_recall(app_t *a, int argc, char **argv, const char *line)
+{
+    (void) line;
+    uint64_t peer = 0, id;
+    uint32_t st = 1;
+    if (argc == 3) {
+        if (parse_id(argv[1], &peer) || parse_id(argv[2], &id))
+            return 1;
+    } else {
+        if (parse_id(argv[1], &id))
+            return 1;
+        for (size_t i = 0; i < a->nsent; i++)
+            if (a->sent[i].server_msg_id == id) {
+                peer = a->sent[i].to;
+                st = a->sent[i].session_type;
+            }
+        if (!peer) {
+            printf("error: msg %" PRIu64 " was not sent from here; use recall <user_id> "
+                   "<server_msg_id>\n",
+                   id);
+            return 1;
+        }
+    }
+    if (need_login(a))
+        return 1;
+    uint32_t code = 0;
+    int rc = cim_recall(a->c, st, peer, id, &code);
+    if (rc != 0)
+        return fail_rc("recall", rc, code);
+    printf("recalled: msg %" PRIu64 "\n", id);
+    return 0;
+}
+
+static int cmd_sync(app_t *a, int argc, char **argv, const char *line)
+{
+    (void) line;
+    uint64_t after = cim_seq(a->c);
+    if (argc > 1 && parse_u64(argv[1], &after) != 0) {
+        printf("error: bad seq '%s'\n", argv[1]);
+        return 1;
+    }
+    if (need_login(a))
+        return 1;
+    CIM__Def__CIMSyncRsp *rsp = NULL;
+    uint32_t code = 0;
+    size_t total = 0;
+    for (;;) {
+        int rc = cim_sync_page(a->c, after, 100, &rsp, &code);
+        if (rc != 0) {
+            if (rsp)
+                cim__def__cimsync_rsp__free_unpacked(rsp, NULL);
+            return fail_rc("sync", rc, code);
+        }
+        for (size_t i = 0; i < rsp->n_msg_list; i++) {
+            print_info(rsp->msg_list[i]);
+            after = rsp->msg_list[i]->seq;
+            total++;
+        }
+        int more = rsp->has_more && rsp->n_msg_list;
+        uint64_t max = rsp->max_seq;
+        cim__def__cimsync_rsp__free_unpacked(rsp, NULL);
+        if (!more) {
+            printf("synced: %zu entr%s, max seq %" PRIu64 "\n", total, total == 1 ? "y" : "ies",
+                   max);
+            return 0;
+        }
+    }
+}
+
+static int cmd_resend(app_t *a, int argc, char **argv, const char *line)
+{
+    (void) argc;
+    (void) argv;
+    (void) line;
+    if (need_login(a))
+        return 1;
+    size_t n = cim_unacked(a->c);
+    int rc = cim_flush(a->c, CALL_TIMEOUT_MS);
+    if (rc != 0)
+        return fail_rc("resend", rc, 0);
+    printf("resent: %zu message(s) acked\n", n);
+    return 0;
+}
+
 static const command_t commands[] = {
     {"register", "register <name> <password> [nick]", "create an account (does not log in)", 2, 3,
      cmd_register},
@@ -377,6 +692,17 @@ static const command_t commands[] = {
     {"whoami", "whoami", "who am I, where, and my token", 0, 0, cmd_whoami},
     {"ping", "ping", "heartbeat round trip", 0, 0, cmd_ping},
     {"sleep", "sleep <seconds>", "wait, printing what arrives", 1, 1, cmd_sleep},
+    {"send", "send <user_id> <text>", "send a text message (the rest of the line)", 2, -1,
+     cmd_send},
+    {"history", "history <user_id> [limit]", "messages with a user, newest first", 1, 2,
+     cmd_history},
+    {"sessions", "sessions", "recent sessions with unread counts", 0, 0, cmd_sessions},
+    {"read", "read <user_id>", "mark the session read up to its latest message", 1, 1, cmd_read},
+    {"recall", "recall [user_id] <server_msg_id>",
+     "recall my message (user_id needed unless sent from this console)", 1, 2, cmd_recall},
+    {"sync", "sync [after_seq]", "print my inbox after a seq (default: what I have seen)", 0, 1,
+     cmd_sync},
+    {"resend", "resend", "send unacked messages again and wait for their acks", 0, 0, cmd_resend},
     {"help", "help", "this list", 0, 0, cmd_help},
     {"quit", "quit", "leave (also: exit, Ctrl-D)", 0, 0, cmd_quit},
     {"exit", "exit", "leave", 0, 0, cmd_quit},

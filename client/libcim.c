@@ -25,6 +25,22 @@
 #define HB_RING        8
 #define CLIENT_VERSION "libcim/0.1"
 
+#define AHEAD_MAX     65536
+#define RETRY_BASE_MS 100
+#define RETRY_MAX_MS  2000
+
+/* A message waiting for its final ack; body is the packed CIMMsgData. */
+typedef struct unacked_s {
+    struct unacked_s *next;
+    char *cmid; /* as sent (may be invalid on purpose: tests) */
+    uint8_t *body;
+    size_t len;
+    int in_flight; /* sent on the current connection, no answer yet */
+    int tries;
+    int64_t sent_at;  /* ms clock of the last send */
+    int64_t retry_at; /* ms clock: not before (after ERROR / RATE_LIMITED) */
+} unacked_t;
+
 typedef struct gate_addr_s {
     char host[GATE_HOST_MAX];
     int port;
@@ -69,6 +85,20 @@ struct cim_client_s {
     int logged_in;
     int kicked;
     uint32_t kick_reason;
+
+    /* messaging */
+    int auto_sync, auto_confirm;
+    uint64_t seen_upto; /* every seq <= this was seen */
+    uint64_t *ahead;    /* seen seqs > seen_upto + 1, ascending */
+    size_t nahead, cahead;
+    unacked_t *un_head, *un_tail;
+    size_t n_unacked;
+    cim_ack_cb ack_cb;
+    void *ack_ud;
+    uint8_t *cbuf; /* delivery confirmations to send once the input is processed */
+    size_t clen, ccap;
+    uint64_t cmid_rand;
+    uint32_t cmid_ctr;
 };
 
 static int64_t now_ms(void)
@@ -103,6 +133,12 @@ static char *xstrdup(const char *s)
     return p;
 }
 
+/* messaging internals (defined with the messaging functions) */
+static void seed_cmid(cim_client_t *c);
+static int on_delivery(cim_client_t *c, const cim_packet_t *p);
+static void on_ack(cim_client_t *c, const cim_packet_t *p, cim_ack_t *ack);
+static void flush_confirms(cim_client_t *c);
+
 /* ------------------------------------------------------------------ lifetime */
 
 cim_client_t *cim_client_new(void)
@@ -114,6 +150,9 @@ cim_client_t *cim_client_new(void)
     c->hb_interval_ms = CIM_DEFAULT_HEARTBEAT_MS;
     c->call_timeout_ms = CIM_DEFAULT_CALL_MS;
     c->client_type = CIM_DEFAULT_CLIENT_TYPE;
+    c->auto_sync = 1;
+    c->auto_confirm = 1;
+    seed_cmid(c);
     c->token = xstrdup("");
     if (!c->token || cim_set_gates(c, "127.0.0.1:8000") != 0) {
         cim_client_free(c);
@@ -140,6 +179,9 @@ void cim_client_free(cim_client_t *c)
         c->q_head = p->next;
         cim_packet_free(p);
     }
+    cim_drop_unacked(c);
+    free(c->ahead);
+    free(c->cbuf);
     free(c->gates);
     free(c->rbuf);
     free(c->token);
@@ -154,6 +196,9 @@ void cim_close(cim_client_t *c)
     c->peer_gone = 0;
     c->rlen = 0;
     c->hb_auto_n = 0;
+    c->clen = 0;
+    for (unacked_t *u = c->un_head; u; u = u->next)
+        u->in_flight = 0;
 }
 
 int cim_is_connected(const cim_client_t *c)
@@ -591,10 +636,23 @@ static void dispatch(cim_client_t *c, cim_packet_t *p)
         if (k)
             protobuf_c_message_free_unpacked(&k->base, NULL);
     }
+    if (p->cmd == IM_CMD_MSG_DATA && on_delivery(c, p)) {
+        cim_packet_free(p); /* a repeat of an entry already seen */
+        return;
+    }
     if (c->waiting && !c->w_got && (!c->w_cmd || c->w_cmd == p->cmd) &&
         (c->w_seq < 0 || c->w_seq == p->seq)) {
         c->w_got = p;
         return;
+    }
+    if (p->cmd == IM_CMD_MSG_DATA_ACK) {
+        cim_ack_t ack;
+        on_ack(c, p, &ack);
+        if (c->ack_cb) {
+            c->ack_cb(c, &ack, c->ack_ud);
+            cim_packet_free(p);
+            return;
+        }
     }
     if (c->push_cb) {
         c->push_cb(c, p, c->push_ud);
@@ -668,7 +726,9 @@ static int read_input(cim_client_t *c, int timeout_ms)
     ssize_t r = recv(c->fd, c->rbuf + c->rlen, c->rcap - c->rlen, 0);
     if (r > 0) {
         c->rlen += (size_t) r;
-        return process_input(c);
+        int got = process_input(c);
+        flush_confirms(c);
+        return got;
     }
     if (r < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
         return 0;
@@ -820,14 +880,19 @@ static int set_token(cim_client_t *c, const char *token)
     return 0;
 }
 
+static void auto_sync(cim_client_t *c);
+
 /* Called after every successful login, fresh or on reconnect.
  * This is the place for what a client does once it is (again) online:
  *   - sync: 0x0207 from the highest inbox seq seen (issue 3),
  *   - resend of messages sent but not acked, with their client_msg_id (issue 4). */
 static void after_login(cim_client_t *c, int reconnect)
 {
-    (void) c;
     (void) reconnect;
+    if (!c->auto_sync)
+        return;
+    auto_sync(c);
+    cim_resend_unacked(c);
 }
 
 int cim_register(cim_client_t *c, const char *name, const char *pwd, const char *nick,
@@ -1018,6 +1083,673 @@ int cim_reconnect(cim_client_t *c, int timeout_ms)
     }
     after_login(c, 1);
     return 0;
+}
+
+/* ------------------------------------------------------------------ messaging */
+
+static void seed_cmid(cim_client_t *c)
+{
+    uint64_t r = 0;
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        if (read(fd, &r, sizeof(r)) != (ssize_t) sizeof(r))
+            r = 0;
+        close(fd);
+    }
+    if (!r) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        r = ((uint64_t) ts.tv_sec << 32) ^ (uint64_t) ts.tv_nsec ^ ((uint64_t) getpid() << 16) ^
+            (uint64_t) (uintptr_t) c;
+    }
+    c->cmid_rand = r;
+}
+
+/* ---- seq tracking */
+
+static int seq_seen(const cim_client_t *c, uint64_t seq)
+{
+    if (seq <= c->seen_upto)
+        return 1;
+    size_t lo = 0, hi = c->nahead;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (c->ahead[mid] == seq)
+            return 1;
+        if (c->ahead[mid] < seq)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return 0;
+}
+
+/* Record seq as seen: 1 if it is new, 0 if it was seen before (or 0). */
+static int seq_mark(cim_client_t *c, uint64_t seq)
+{
+    if (seq == 0 || seq_seen(c, seq))
+        return seq == 0;
+    if (seq == c->seen_upto + 1) {
+        c->seen_upto = seq;
+        size_t k = 0;
+        while (k < c->nahead && c->ahead[k] == c->seen_upto + 1)
+            c->seen_upto = c->ahead[k++];
+        if (k) {
+            memmove(c->ahead, c->ahead + k, (c->nahead - k) * sizeof(uint64_t));
+            c->nahead -= k;
+        }
+        return 1;
+    }
+    if (c->nahead == c->cahead) {
+        size_t ncap = c->cahead ? c->cahead * 2 : 64;
+        uint64_t *na = ncap <= AHEAD_MAX ? realloc(c->ahead, ncap * sizeof(uint64_t)) : NULL;
+        if (!na)
+            return 1; /* not remembered: a repeat may get through */
+        c->ahead = na;
+        c->cahead = ncap;
+    }
+    size_t i = c->nahead;
+    while (i > 0 && c->ahead[i - 1] > seq) {
+        c->ahead[i] = c->ahead[i - 1];
+        i--;
+    }
+    c->ahead[i] = seq;
+    c->nahead++;
+    return 1;
+}
+
+uint64_t cim_seq(const cim_client_t *c)
+{
+    return c->seen_upto;
+}
+
+uint64_t cim_max_seq_seen(const cim_client_t *c)
+{
+    return c->nahead ? c->ahead[c->nahead - 1] : c->seen_upto;
+}
+
+void cim_set_seq(cim_client_t *c, uint64_t seq)
+{
+    c->seen_upto = seq;
+    c->nahead = 0;
+}
+
+void cim_set_auto_sync(cim_client_t *c, int on)
+{
+    c->auto_sync = on != 0;
+}
+
+void cim_set_auto_confirm(cim_client_t *c, int on)
+{
+    c->auto_confirm = on != 0;
+}
+
+/* ---- deliveries */
+
+static void queue_confirm(cim_client_t *c, const CIM__Def__CIMMsgData *d)
+{
+    CIM__Def__CIMMsgDataAck a = CIM__DEF__CIMMSG_DATA_ACK__INIT;
+    a.from_user_id = d->from_user_id;
+    /* the session as this user sees it: the sender for 1:1, the group for groups */
+    a.to_session_id = d->session_type == CIM__DEF__CIMSESSION_TYPE__kCIM_SESSION_TYPE_GROUP
+                          ? d->to_session_id
+                          : d->from_user_id;
+    a.client_msg_id = d->client_msg_id;
+    a.server_msg_id = d->server_msg_id;
+    a.session_type = d->session_type;
+    size_t blen = cim__def__cimmsg_data_ack__get_packed_size(&a);
+    size_t need = c->clen + IM_HEADER_LEN + blen;
+    if (need > c->ccap) {
+        size_t ncap = c->ccap ? c->ccap : 1024;
+        while (ncap < need)
+            ncap *= 2;
+        uint8_t *nb = realloc(c->cbuf, ncap);
+        if (!nb)
+            return;
+        c->cbuf = nb;
+        c->ccap = ncap;
+    }
+    im_codec_write_header(c->cbuf + c->clen, IM_CMD_MSG_DATA_ACK, cim_next_seq(c), blen);
+    cim__def__cimmsg_data_ack__pack(&a, c->cbuf + c->clen + IM_HEADER_LEN);
+    c->clen = need;
+}
+
+static void flush_confirms(cim_client_t *c)
+{
+    if (c->clen == 0 || c->fd < 0)
+        return;
+    size_t n = c->clen;
+    c->clen = 0;
+    write_all(c, c->cbuf, n); /* a failure shows at the next read */
+}
+
+/* A 0x0301 from the server: record its seq, queue the confirmation. 1 = a repeat (drop). */
+static int on_delivery(cim_client_t *c, const cim_packet_t *p)
+{
+    CIM__Def__CIMMsgData *d =
+        (CIM__Def__CIMMsgData *) cim_packet_unpack(p, &cim__def__cimmsg_data__descriptor);
+    if (!d)
+        return 0; /* the application sees what it is */
+    if (c->auto_confirm && d->server_msg_id && d->from_user_id != c->uid)
+        queue_confirm(c, d);
+    int repeat = d->seq && !seq_mark(c, d->seq);
+    cim__def__cimmsg_data__free_unpacked(d, NULL);
+    return repeat;
+}
+
+/* ---- unacked list */
+
+static unacked_t *un_find(const cim_client_t *c, const char *cmid)
+{
+    for (unacked_t *u = c->un_head; u; u = u->next)
+        if (strcmp(u->cmid, cmid) == 0)
+            return u;
+    return NULL;
+}
+
+static void un_remove(cim_client_t *c, unacked_t *u)
+{
+    unacked_t *prev = NULL;
+    for (unacked_t *x = c->un_head; x; prev = x, x = x->next) {
+        if (x != u)
+            continue;
+        if (prev)
+            prev->next = u->next;
+        else
+            c->un_head = u->next;
+        if (c->un_tail == u)
+            c->un_tail = prev;
+        c->n_unacked--;
+        free(u->cmid);
+        free(u->body);
+        free(u);
+        return;
+    }
+}
+
+void cim_drop_unacked(cim_client_t *c)
+{
+    while (c->un_head)
+        un_remove(c, c->un_head);
+}
+
+size_t cim_unacked(const cim_client_t *c)
+{
+    return c->n_unacked;
+}
+
+size_t cim_in_flight(const cim_client_t *c)
+{
+    size_t n = 0;
+    for (const unacked_t *u = c->un_head; u; u = u->next)
+        n += u->in_flight;
+    return n;
+}
+
+void cim_set_ack_cb(cim_client_t *c, cim_ack_cb cb, void *ud)
+{
+    c->ack_cb = cb;
+    c->ack_ud = ud;
+}
+
+/* Apply an ack to the unacked list and fill *ack from it. */
+static void ack_apply(cim_client_t *c, const CIM__Def__CIMMsgDataAck *a, cim_ack_t *ack)
+{
+    memset(ack, 0, sizeof(*ack));
+    snprintf(ack->client_msg_id, sizeof(ack->client_msg_id), "%s", a->client_msg_id);
+    ack->res_code = (uint32_t) a->res_code;
+    ack->server_msg_id = a->server_msg_id;
+    ack->seq = a->seq;
+    ack->to_session_id = a->to_session_id;
+    ack->from_user_id = a->from_user_id;
+    ack->session_type = (uint32_t) a->session_type;
+    ack->create_time = a->create_time;
+    if (a->res_code == CIM_RES_OK)
+        seq_mark(c, a->seq); /* the message's entry in my own inbox */
+    unacked_t *u = un_find(c, a->client_msg_id);
+    if (!u)
+        return;
+    if (a->res_code == CIM_RES_OK || a->res_code == CIM_RES_REFUSED) {
+        un_remove(c, u);
+        return;
+    }
+    u->in_flight = 0; /* ERROR, RATE_LIMITED, unknown: again later */
+    u->tries++;
+    int shift = u->tries < 6 ? u->tries - 1 : 5;
+    int64_t delay = (int64_t) RETRY_BASE_MS << shift;
+    u->retry_at = now_ms() + (delay > RETRY_MAX_MS ? RETRY_MAX_MS : delay);
+}
+
+static void on_ack(cim_client_t *c, const cim_packet_t *p, cim_ack_t *ack)
+{
+    CIM__Def__CIMMsgDataAck *a =
+        (CIM__Def__CIMMsgDataAck *) cim_packet_unpack(p, &cim__def__cimmsg_data_ack__descriptor);
+    if (!a) {
+        memset(ack, 0, sizeof(*ack));
+        return;
+    }
+    ack_apply(c, a, ack);
+    cim__def__cimmsg_data_ack__free_unpacked(a, NULL);
+}
+
+/* Take m into the unacked list (packed); *out the entry. */
+static int un_add(cim_client_t *c, const cim_msg_out_t *m, unacked_t **out)
+{
+    if (!m || (m->len && !m->data))
+        return CIM_EINVAL;
+    unacked_t *u = calloc(1, sizeof(*u));
+    if (!u)
+        return CIM_ENOMEM;
+    char gen[CIM_CMID_MAX + 1];
+    snprintf(gen, sizeof(gen), "%016llx-%08x-%llu", (unsigned long long) c->cmid_rand,
+             ++c->cmid_ctr, (unsigned long long) c->uid);
+    u->cmid = xstrdup(m->client_msg_id ? m->client_msg_id : gen);
+    if (!u->cmid) {
+        free(u);
+        return CIM_ENOMEM;
+    }
+    CIM__Def__CIMMsgData d = CIM__DEF__CIMMSG_DATA__INIT;
+    d.from_user_id = m->from_user_id;
+    d.to_session_id = m->to;
+    d.client_msg_id = u->cmid;
+    d.create_time = (int32_t) time(NULL);
+    d.msg_type = (CIM__Def__CIMMsgType) (m->msg_type ? m->msg_type : CIM_MSG_TEXT);
+    d.session_type =
+        (CIM__Def__CIMSessionType) (m->session_type ? m->session_type : CIM_SESSION_SINGLE);
+    d.msg_data.data = (uint8_t *) m->data;
+    d.msg_data.len = m->len;
+    u->len = cim__def__cimmsg_data__get_packed_size(&d);
+    u->body = malloc(u->len ? u->len : 1);
+    if (!u->body) {
+        free(u->cmid);
+        free(u);
+        return CIM_ENOMEM;
+    }
+    cim__def__cimmsg_data__pack(&d, u->body);
+    if (c->un_tail)
+        c->un_tail->next = u;
+    else
+        c->un_head = u;
+    c->un_tail = u;
+    c->n_unacked++;
+    *out = u;
+    return 0;
+}
+
+/* Send one unacked entry with a new seq_num: 0 or a send error. */
+static int un_send(cim_client_t *c, unacked_t *u, uint16_t *seq_out)
+{
+    if (c->fd < 0)
+        return CIM_ENOTCONN;
+    uint8_t *buf = malloc(IM_HEADER_LEN + u->len);
+    if (!buf)
+        return CIM_ENOMEM;
+    uint16_t seq = cim_next_seq(c);
+    im_codec_write_header(buf, IM_CMD_MSG_DATA, seq, u->len);
+    memcpy(buf + IM_HEADER_LEN, u->body, u->len);
+    int rc = write_all(c, buf, IM_HEADER_LEN + u->len);
+    free(buf);
+    if (rc == 0 || rc == CIM_ECLOSED) /* closed: the answer may still come in */
+        u->in_flight = c->fd >= 0;
+    u->sent_at = now_ms();
+    if (seq_out)
+        *seq_out = seq;
+    return rc;
+}
+
+int cim_send_msg_async(cim_client_t *c, const cim_msg_out_t *m, char *cmid_out)
+{
+    unacked_t *u = NULL;
+    int rc = un_add(c, m, &u);
+    if (rc != 0)
+        return rc;
+    if (cmid_out)
+        snprintf(cmid_out, CIM_CMID_MAX + 1, "%s", u->cmid);
+    un_send(c, u, NULL);
+    return 0;
+}
+
+int cim_send_msg(cim_client_t *c, const cim_msg_out_t *m, cim_ack_t *ack)
+{
+    cim_ack_t tmp;
+    if (!ack)
+        ack = &tmp;
+    memset(ack, 0, sizeof(*ack));
+    unacked_t *u = NULL;
+    int rc = un_add(c, m, &u);
+    if (rc != 0)
+        return rc;
+    snprintf(ack->client_msg_id, sizeof(ack->client_msg_id), "%s", u->cmid);
+    char *cmid = xstrdup(u->cmid); /* u may go away with an ack that comes another way */
+    if (!cmid)
+        return CIM_ENOMEM;
+    int64_t deadline = deadline_of(c->call_timeout_ms);
+    uint16_t seq = 0;
+    rc = un_send(c, u, &seq);
+    cim_packet_t *p = NULL;
+    if (rc == 0 || rc == CIM_ECLOSED)
+        rc = wait_packet(c, IM_CMD_MSG_DATA_ACK, seq, deadline, 1, &p);
+    if (rc != 0) {
+        /* stays unacked for a resend (unless an ack came in another way meanwhile) */
+        unacked_t *x = un_find(c, cmid);
+        if (x)
+            x->in_flight = 0;
+        free(cmid);
+        return rc;
+    }
+    free(cmid);
+    char want[sizeof(ack->client_msg_id)];
+    snprintf(want, sizeof(want), "%s", ack->client_msg_id);
+    on_ack(c, p, ack);
+    cim_packet_free(p);
+    if (ack->client_msg_id[0] == '\0')
+        snprintf(ack->client_msg_id, sizeof(ack->client_msg_id), "%s", want);
+    return ack->res_code == CIM_RES_OK ? 0 : CIM_ERESULT;
+}
+
+int cim_send_text(cim_client_t *c, uint64_t to, const char *text, cim_ack_t *ack)
+{
+    cim_msg_out_t m = {.to = to, .data = text, .len = text ? strlen(text) : 0};
+    return cim_send_msg(c, &m, ack);
+}
+
+int cim_resend_unacked(cim_client_t *c)
+{
+    int n = 0;
+    for (unacked_t *u = c->un_head; u; u = u->next) {
+        if (u->in_flight)
+            continue;
+        int rc = un_send(c, u, NULL);
+        if (rc != 0)
+            return rc;
+        n++;
+    }
+    return n;
+}
+
+int cim_flush(cim_client_t *c, int timeout_ms)
+{
+    int64_t deadline = deadline_of(timeout_ms);
+    while (c->n_unacked > 0) {
+        if (c->fd < 0)
+            return CIM_ECLOSED;
+        int64_t now = now_ms();
+        int64_t next = INT64_MAX;
+        for (unacked_t *u = c->un_head; u; u = u->next) {
+            if (u->in_flight && now - u->sent_at < c->call_timeout_ms)
+                continue; /* an answer may still come */
+            if (u->retry_at <= now) {
+                int rc = un_send(c, u, NULL);
+                if (rc != 0 && rc != CIM_ECLOSED)
+                    return rc;
+            } else if (u->retry_at < next) {
+                next = u->retry_at;
+            }
+        }
+        int t = remaining(deadline);
+        if (t == 0)
+            return CIM_ETIMEDOUT;
+        if (next != INT64_MAX && next - now < t)
+            t = (int) (next - now);
+        if (t > 200)
+            t = 200;
+        int rc = cim_poll(c, t);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* ---- requests */
+
+static int code_rc(uint32_t code)
+{
+    return code == 0 || code == CIM_RESULT_SUCCESS ? 0 : CIM_ERESULT;
+}
+
+int cim_sync_page(cim_client_t *c, uint64_t after_seq, uint32_t limit, CIM__Def__CIMSyncRsp **out,
+                  uint32_t *result_code)
+{
+    if (result_code)
+        *result_code = 0;
+    *out = NULL;
+    CIM__Def__CIMSyncReq req = CIM__DEF__CIMSYNC_REQ__INIT;
+    req.user_id = c->uid;
+    req.after_seq = after_seq;
+    req.limit = limit;
+    ProtobufCMessage *m = NULL;
+    int rc = cim_call(c, IM_CMD_SYNC_REQ, &req.base, IM_CMD_SYNC_RSP,
+                      &cim__def__cimsync_rsp__descriptor, &m, c->call_timeout_ms);
+    if (rc != 0)
+        return rc;
+    CIM__Def__CIMSyncRsp *rsp = (CIM__Def__CIMSyncRsp *) m;
+    if (result_code)
+        *result_code = rsp->result_code;
+    *out = rsp;
+    return code_rc(rsp->result_code);
+}
+
+static int sync_pages(cim_client_t *c, uint64_t after_seq, uint32_t limit, cim_sync_cb cb, void *ud,
+                      uint64_t *max_seq, size_t *count, uint32_t *result_code)
+{
+    size_t total = 0;
+    if (max_seq)
+        *max_seq = 0;
+    for (;;) {
+        CIM__Def__CIMSyncRsp *rsp = NULL;
+        int rc = cim_sync_page(c, after_seq, limit, &rsp, result_code);
+        if (rc != 0) {
+            if (rsp)
+                cim__def__cimsync_rsp__free_unpacked(rsp, NULL);
+            if (count)
+                *count = total;
+            return rc;
+        }
+        if (max_seq)
+            *max_seq = rsp->max_seq;
+        for (size_t i = 0; i < rsp->n_msg_list; i++) {
+            const CIM__Def__CIMMsgInfo *mi = rsp->msg_list[i];
+            if (mi->seq > after_seq)
+                after_seq = mi->seq;
+            if (cb)
+                cb(c, mi, ud); /* before the mark: the callback may ask seq_seen */
+            seq_mark(c, mi->seq);
+            total++;
+        }
+        int more = rsp->has_more && rsp->n_msg_list > 0;
+        cim__def__cimsync_rsp__free_unpacked(rsp, NULL);
+        if (!more)
+            break;
+    }
+    if (count)
+        *count = total;
+    return 0;
+}
+
+int cim_sync(cim_client_t *c, uint64_t after_seq, uint32_t limit, cim_sync_cb cb, void *ud,
+             uint64_t *max_seq, size_t *count, uint32_t *result_code)
+{
+    return sync_pages(c, after_seq, limit, cb, ud, max_seq, count, result_code);
+}
+
+/* The automatic sync: each entry not seen yet becomes a 0x0301 push. */
+static void auto_sync_entry(cim_client_t *c, const CIM__Def__CIMMsgInfo *mi, void *ud)
+{
+    (void) ud;
+    if (mi->seq && seq_seen(c, mi->seq))
+        return;
+    CIM__Def__CIMMsgData d = CIM__DEF__CIMMSG_DATA__INIT;
+    d.from_user_id = mi->from_user_id;
+    d.to_session_id = mi->to_session_id;
+    d.client_msg_id = mi->client_msg_id;
+    d.server_msg_id = mi->server_msg_id;
+    d.create_time = (int32_t) mi->create_time;
+    d.msg_type = mi->msg_type;
+    d.session_type = mi->session_type;
+    d.msg_data = mi->msg_data;
+    d.seq = mi->seq;
+    size_t n = cim__def__cimmsg_data__get_packed_size(&d);
+    cim_packet_t *p = calloc(1, sizeof(*p));
+    if (!p)
+        return;
+    p->cmd = IM_CMD_MSG_DATA;
+    p->body_len = n;
+    if (n) {
+        p->body = malloc(n);
+        if (!p->body) {
+            free(p);
+            return;
+        }
+        cim__def__cimmsg_data__pack(&d, p->body);
+    }
+    if (c->push_cb) {
+        c->push_cb(c, p, c->push_ud);
+        cim_packet_free(p);
+    } else {
+        enqueue(c, p);
+    }
+}
+
+static void auto_sync(cim_client_t *c)
+{
+    sync_pages(c, c->seen_upto, 0, auto_sync_entry, NULL, NULL, NULL, NULL);
+}
+
+int cim_history(cim_client_t *c, uint32_t session_type, uint64_t session_id, uint64_t end_msg_id,
+                uint32_t limit, CIM__Def__CIMGetMsgListRsp **out, uint32_t *result_code)
+{
+    if (result_code)
+        *result_code = 0;
+    *out = NULL;
+    CIM__Def__CIMGetMsgListReq req = CIM__DEF__CIMGET_MSG_LIST_REQ__INIT;
+    req.user_id = c->uid;
+    req.session_type = (CIM__Def__CIMSessionType) session_type;
+    req.session_id = session_id;
+    req.end_msg_id = end_msg_id;
+    req.limit_count = limit;
+    ProtobufCMessage *m = NULL;
+    int rc = cim_call(c, IM_CMD_MSG_LIST_REQ, &req.base, IM_CMD_MSG_LIST_RSP,
+                      &cim__def__cimget_msg_list_rsp__descriptor, &m, c->call_timeout_ms);
+    if (rc != 0)
+        return rc;
+    *out = (CIM__Def__CIMGetMsgListRsp *) m;
+    if (result_code)
+        *result_code = (*out)->result_code;
+    return code_rc((*out)->result_code);
+}
+
+int cim_sessions(cim_client_t *c, uint32_t since, CIM__Def__CIMRecentContactSessionRsp **out,
+                 uint32_t *result_code)
+{
+    if (result_code)
+        *result_code = 0;
+    *out = NULL;
+    CIM__Def__CIMRecentContactSessionReq req = CIM__DEF__CIMRECENT_CONTACT_SESSION_REQ__INIT;
+    req.user_id = c->uid;
+    req.latest_update_time = since;
+    ProtobufCMessage *m = NULL;
+    int rc = cim_call(c, IM_CMD_RECENT_SESSION_REQ, &req.base, IM_CMD_RECENT_SESSION_RSP,
+                      &cim__def__cimrecent_contact_session_rsp__descriptor, &m, c->call_timeout_ms);
+    if (rc != 0)
+        return rc;
+    *out = (CIM__Def__CIMRecentContactSessionRsp *) m;
+    if (result_code)
+        *result_code = (*out)->result_code;
+    return code_rc((*out)->result_code);
+}
+
+int cim_read_ack(cim_client_t *c, uint32_t session_type, uint64_t session_id, uint64_t msg_id)
+{
+    CIM__Def__CIMMsgDataReadAck req = CIM__DEF__CIMMSG_DATA_READ_ACK__INIT;
+    req.user_id = c->uid;
+    req.session_type = (CIM__Def__CIMSessionType) session_type;
+    req.session_id = session_id;
+    req.msg_id = msg_id;
+    return cim_send(c, IM_CMD_MSG_READ_ACK, cim_next_seq(c), &req.base);
+}
+
+int cim_recall(cim_client_t *c, uint32_t session_type, uint64_t session_id, uint64_t server_msg_id,
+               uint32_t *result_code)
+{
+    if (result_code)
+        *result_code = 0;
+    CIM__Def__CIMMsgRecallReq req = CIM__DEF__CIMMSG_RECALL_REQ__INIT;
+    req.user_id = c->uid;
+    req.session_type = (CIM__Def__CIMSessionType) session_type;
+    req.session_id = session_id;
+    req.server_msg_id = server_msg_id;
+    ProtobufCMessage *m = NULL;
+    int rc = cim_call(c, IM_CMD_RECALL_REQ, &req.base, IM_CMD_RECALL_RSP,
+                      &cim__def__cimmsg_recall_rsp__descriptor, &m, c->call_timeout_ms);
+    if (rc != 0)
+        return rc;
+    uint32_t code = (uint32_t) ((CIM__Def__CIMMsgRecallRsp *) m)->result_code;
+    protobuf_c_message_free_unpacked(m, NULL);
+    if (result_code)
+        *result_code = code;
+    return code == CIM_RESULT_SUCCESS ? 0 : CIM_ERESULT;
+}
+
+int cim_latest_msg_id(cim_client_t *c, uint32_t session_type, uint64_t session_id, uint64_t *latest,
+                      uint32_t *result_code)
+{
+    if (result_code)
+        *result_code = 0;
+    if (latest)
+        *latest = 0;
+    CIM__Def__CIMGetLatestMsgIdReq req = CIM__DEF__CIMGET_LATEST_MSG_ID_REQ__INIT;
+    req.user_id = c->uid;
+    req.session_type = (CIM__Def__CIMSessionType) session_type;
+    req.session_id = session_id;
+    ProtobufCMessage *m = NULL;
+    int rc = cim_call(c, IM_CMD_LATEST_MSG_ID_REQ, &req.base, IM_CMD_LATEST_MSG_ID_RSP,
+                      &cim__def__cimget_latest_msg_id_rsp__descriptor, &m, c->call_timeout_ms);
+    if (rc != 0)
+        return rc;
+    CIM__Def__CIMGetLatestMsgIdRsp *rsp = (CIM__Def__CIMGetLatestMsgIdRsp *) m;
+    uint32_t code = rsp->result_code;
+    if (latest && rsp->latest_msg_id)
+        *latest = strtoull(rsp->latest_msg_id, NULL, 10);
+    protobuf_c_message_free_unpacked(m, NULL);
+    if (result_code)
+        *result_code = code;
+    return code_rc(code);
+}
+
+int cim_msgs_by_id(cim_client_t *c, uint32_t session_type, uint64_t session_id, const uint64_t *ids,
+                   size_t n, CIM__Def__CIMGetMsgByIdRsp **out, uint32_t *result_code)
+{
+    if (result_code)
+        *result_code = 0;
+    *out = NULL;
+    char *strs = calloc(n ? n : 1, 24);
+    char **list = calloc(n ? n : 1, sizeof(char *));
+    if (!strs || !list) {
+        free(strs);
+        free(list);
+        return CIM_ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        list[i] = strs + i * 24;
+        snprintf(list[i], 24, "%llu", (unsigned long long) ids[i]);
+    }
+    CIM__Def__CIMGetMsgByIdReq req = CIM__DEF__CIMGET_MSG_BY_ID_REQ__INIT;
+    req.user_id = c->uid;
+    req.session_type = (CIM__Def__CIMSessionType) session_type;
+    req.session_id = session_id;
+    req.n_msg_id_list = n;
+    req.msg_id_list = list;
+    ProtobufCMessage *m = NULL;
+    int rc = cim_call(c, IM_CMD_MSG_BY_ID_REQ, &req.base, IM_CMD_MSG_BY_ID_RSP,
+                      &cim__def__cimget_msg_by_id_rsp__descriptor, &m, c->call_timeout_ms);
+    free(strs);
+    free(list);
+    if (rc != 0)
+        return rc;
+    *out = (CIM__Def__CIMGetMsgByIdRsp *) m;
+    if (result_code)
+        *result_code = (*out)->result_code;
+    return code_rc((*out)->result_code);
 }
 
 /* ------------------------------------------------------------------ names */

@@ -20,6 +20,8 @@
 
 #include <protobuf-c/protobuf-c.h>
 
+#include "proto/cim.pb-c.h"
+
 enum {
     CIM_OK = 0,
     CIM_EINVAL = -1001,    /* bad argument (address, name, NULL) */
@@ -209,6 +211,147 @@ uint32_t cim_kick_reason(const cim_client_t *c);
  * token and client type. 0; CIM_ENOTOKEN when there is nothing to log in with; a connect
  * error; or CIM_ERESULT when the token was refused (then the client is logged out). */
 int cim_reconnect(cim_client_t *c, int timeout_ms);
+
+/* ------------------------------------------------------------------ messaging
+ *
+ * Sending. Every message gets a client_msg_id (generated unless given) and is kept in the
+ * client's "unacked" list until a 0x0302 ack with res_code OK or REFUSED arrives for it; an
+ * ack with ERROR or RATE_LIMITED, a timeout or a lost connection leave it there, to be sent
+ * again with the same client_msg_id (the server stores and delivers it once). After every
+ * login (fresh or cim_reconnect) the library syncs from the remembered seq (below) and then
+ * resends every unacked message, without waiting for their acks.
+ *
+ * Acks are matched by client_msg_id: the ack of a blocking send is returned by it; every
+ * other ack (async sends, resends) updates the unacked list and then goes to the ack callback
+ * when one is set, else it is handled like any push (push callback or queue, as a 0x0302
+ * packet).
+ *
+ * Receiving. Every 0x0301 delivery carries the entry's seq in the user's inbox. The library
+ * remembers which seqs it has seen (pushes, its own acks, syncs): cim_seq() is the highest
+ * seq below which nothing is missing. A delivery whose seq was already seen is dropped
+ * (confirmed again, not passed on). Unless disabled, each delivery from another user is
+ * confirmed to the server with a 0x0302 (from_user_id = sender, to_session_id = the session
+ * as this user sees it), sent after the packets read with it. The automatic sync after a
+ * login hands every entry not seen yet to the push callback / queue as a 0x0301 packet
+ * (seq_num 0) built from the synced CIMMsgInfo, in seq order. */
+
+#define CIM_CMID_MAX         64 /* client_msg_id: 1..64 bytes */
+#define CIM_RES_OK           1
+#define CIM_RES_ERROR        2
+#define CIM_RES_REFUSED      3
+#define CIM_RES_RATE_LIMITED 4
+#define CIM_SESSION_SINGLE   1
+#define CIM_SESSION_GROUP    2
+#define CIM_MSG_TEXT         1
+
+/* A message to send; zero-initialize and set what matters. */
+typedef struct cim_msg_out_s {
+    uint64_t to;           /* to_session_id: a user (SINGLE) or a group */
+    uint32_t session_type; /* 0 = SINGLE */
+    uint32_t msg_type;     /* 0 = TEXT */
+    const void *data;      /* msg_data (copied) */
+    size_t len;
+    const char *client_msg_id; /* NULL = generated; else used as is (tests: bad ids) */
+    uint64_t from_user_id;     /* 0 = let the server fill it in (tests set others) */
+} cim_msg_out_t;
+
+/* One ack (0x0302 from the server). */
+typedef struct cim_ack_s {
+    char client_msg_id[CIM_CMID_MAX + 2]; /* truncated if the server sent a longer one */
+    uint32_t res_code;                    /* CIMResCode; 0 = no answer */
+    uint64_t server_msg_id, seq, to_session_id, from_user_id;
+    uint32_t session_type;
+    int32_t create_time;
+} cim_ack_t;
+
+typedef void (*cim_ack_cb)(cim_client_t *c, const cim_ack_t *ack, void *ud);
+
+/* Send and wait (call timeout) for the ack. 0 when acked OK; CIM_ERESULT for another res_code
+ * (ack->res_code); a transport error or CIM_ETIMEDOUT (the message stays unacked). ack may be
+ * NULL. */
+int cim_send_msg(cim_client_t *c, const cim_msg_out_t *m, cim_ack_t *ack);
+
+/* cim_send_msg of a TEXT message to user `to`. */
+int cim_send_text(cim_client_t *c, uint64_t to, const char *text, cim_ack_t *ack);
+
+/* Send without waiting: the message joins the unacked list and its ack arrives later (ack
+ * callback, or queued as a 0x0302 packet) while the client reads (cim_poll, cim_flush, any
+ * call). cmid_out (may be NULL, >= CIM_CMID_MAX + 1 bytes) gets the client_msg_id. 0 (the
+ * message is in the list even when the send failed: it is resent later), or CIM_EINVAL /
+ * CIM_ENOMEM (not taken). */
+int cim_send_msg_async(cim_client_t *c, const cim_msg_out_t *m, char *cmid_out);
+
+/* Set (or clear) the callback for acks that no blocking send waits for. */
+void cim_set_ack_cb(cim_client_t *c, cim_ack_cb cb, void *ud);
+
+/* Messages without a final ack; of those, sent on the current connection and not answered. */
+size_t cim_unacked(const cim_client_t *c);
+size_t cim_in_flight(const cim_client_t *c);
+
+/* Send again every unacked message that is not in flight on this connection (same
+ * client_msg_id). Number sent, or a send error. */
+int cim_resend_unacked(cim_client_t *c);
+
+/* Read and resend until every message is acked OK or REFUSED: ERROR / RATE_LIMITED ones
+ * again after a growing pause (100 ms .. 2 s), unanswered ones after the call timeout.
+ * 0, CIM_ETIMEDOUT, or a connection error (reconnect: the login resends them). */
+int cim_flush(cim_client_t *c, int timeout_ms);
+
+/* Forget every unacked message. */
+void cim_drop_unacked(cim_client_t *c);
+
+/* Seq tracking: the highest seq below which every entry was seen; set it to restore a
+ * remembered position (forgets what was seen above). */
+uint64_t cim_seq(const cim_client_t *c);
+void cim_set_seq(cim_client_t *c, uint64_t seq);
+
+/* Highest seq seen at all (>= cim_seq). */
+uint64_t cim_max_seq_seen(const cim_client_t *c);
+
+/* Automatic sync + resend after login (default on) and delivery confirmations (default on). */
+void cim_set_auto_sync(cim_client_t *c, int on);
+void cim_set_auto_confirm(cim_client_t *c, int on);
+
+/* The requests below return 0 when the server answered success (result_code 0 or 200),
+ * CIM_ERESULT with *result_code (may be NULL) set otherwise, or a transport error. */
+
+/* 0x0207 one page: entries with seq > after_seq (limit 0 = server default). *out is owned by
+ * the caller (cim__def__cimsync_rsp__free_unpacked). Seqs are recorded as seen. */
+int cim_sync_page(cim_client_t *c, uint64_t after_seq, uint32_t limit, CIM__Def__CIMSyncRsp **out,
+                  uint32_t *result_code);
+
+/* Sync callback: one entry (owned by the library, valid during the call). */
+typedef void (*cim_sync_cb)(cim_client_t *c, const CIM__Def__CIMMsgInfo *m, void *ud);
+
+/* 0x0207 paging from after_seq until has_more is false, calling cb (may be NULL) for every
+ * entry in seq order. *max_seq (may be NULL) gets the server's max_seq; *count (may be NULL)
+ * the number of entries. Seqs are recorded as seen. */
+int cim_sync(cim_client_t *c, uint64_t after_seq, uint32_t limit, cim_sync_cb cb, void *ud,
+             uint64_t *max_seq, size_t *count, uint32_t *result_code);
+
+/* 0x0205 one history page of a session, newest first, server_msg_id < end_msg_id (0 = from the
+ * newest); rsp->end_msg_id is the next cursor. */
+int cim_history(cim_client_t *c, uint32_t session_type, uint64_t session_id, uint64_t end_msg_id,
+                uint32_t limit, CIM__Def__CIMGetMsgListRsp **out, uint32_t *result_code);
+
+/* 0x0201 recent sessions with unread counts (since: unix time, 0 = all). */
+int cim_sessions(cim_client_t *c, uint32_t since, CIM__Def__CIMRecentContactSessionRsp **out,
+                 uint32_t *result_code);
+
+/* 0x0303 read ack: everything <= msg_id in the session is read (no answer). */
+int cim_read_ack(cim_client_t *c, uint32_t session_type, uint64_t session_id, uint64_t msg_id);
+
+/* 0x0310 recall one of my messages. */
+int cim_recall(cim_client_t *c, uint32_t session_type, uint64_t session_id, uint64_t server_msg_id,
+               uint32_t *result_code);
+
+/* 0x0305 the latest server_msg_id of a session (0 when empty). */
+int cim_latest_msg_id(cim_client_t *c, uint32_t session_type, uint64_t session_id, uint64_t *latest,
+                      uint32_t *result_code);
+
+/* 0x0307 messages by server_msg_id (the server takes at most 20). */
+int cim_msgs_by_id(cim_client_t *c, uint32_t session_type, uint64_t session_id, const uint64_t *ids,
+                   size_t n, CIM__Def__CIMGetMsgByIdRsp **out, uint32_t *result_code);
 
 /* ------------------------------------------------------------------ names */
 

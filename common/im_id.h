@@ -23,5 +23,6 @@ uint64_t im_id_time_ms(uint64_t id); /* unix ms of an id */
 uint32_t im_id_worker(uint64_t id);
 uint64_t im_now_ms(void);  /* CLOCK_REALTIME in ms */
 uint64_t im_mono_ms(void); /* CLOCK_MONOTONIC in ms */
+uint64_t im_mono_us(void); /* CLOCK_MONOTONIC in us */
 
 #endif

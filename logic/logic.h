@@ -71,7 +71,8 @@ typedef struct logic_s {
     struct logic_metrics_s {
         im_metric_t *pkts_in, *batches_in, *logins_ok, *logins_fail, *registers, *logouts, *kicks,
             *db_errors, *redis_errors, *gates, *http_requests, *http_errors, *drop_down,
-            *unknown_cmds;
+            *unknown_cmds, *nn_queue;
+        im_hist_t *ack_latency, *db_latency;
     } m;
 } logic_t;
 
@@ -110,6 +111,7 @@ struct logic_job_s {
      * transaction), at most LOGIC_DB_BATCH_MAX; it sets every job's rc. work is then unused. */
     void (*batch)(logic_job_t **jobs, int n, logic_dbc_t *c);
     int rc; /* set by work: 0 or DB_E* */
+    uint64_t submit_us; /* set by logic_db_submit (latency metric) */
 };
 
 #define LOGIC_DB_BATCH_MAX 1024

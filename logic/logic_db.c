@@ -45,6 +45,7 @@ typedef struct worker_s {
     unsigned shard;
     logic_dbc_t conn;
     uint64_t retry_after_ms;
+    uint64_t used_ms; /* last job run on the connection */
 } worker_t;
 
 typedef struct shard_s {
@@ -427,6 +428,14 @@ static void *worker_main(void *arg)
             w->tail = NULL;
         pthread_mutex_unlock(&w->mu);
 
+        if (w->conn.my && im_mono_ms() - w->used_ms > 1000 && mysql_ping(w->conn.my) != 0) {
+            /* idle connections may have been cut (server restart, timeout): find out before the
+             * job does, so a restarted shard costs no failed request */
+            log_warn("mysql shard %u: idle connection lost (%s); reconnecting", w->shard,
+                     mysql_error(w->conn.my));
+            conn_reset(&w->conn);
+            w->retry_after_ms = 0;
+        }
         if (!w->conn.my) {
             uint64_t now = im_mono_ms();
             if (now >= w->retry_after_ms) {
@@ -454,6 +463,7 @@ static void *worker_main(void *arg)
                     job->rc = DB_ECONN;
             }
         }
+        w->used_ms = im_mono_ms();
         post_done_list(batch, n);
     }
     conn_reset(&w->conn);
@@ -468,10 +478,12 @@ static void on_async(uv_async_t *a)
     logic_job_t *job = D.done_head;
     D.done_head = D.done_tail = NULL;
     pthread_mutex_unlock(&D.done_mu);
+    uint64_t now = im_mono_us();
     while (job) {
         logic_job_t *next = job->next;
         if (job->rc == DB_ECONN)
             im_metric_add(D.l->m.db_errors, 1);
+        im_hist_observe(D.l->m.db_latency, (double) (now - job->submit_us) / 1e6);
         job->done(job);
         job = next;
     }
@@ -483,6 +495,7 @@ void logic_db_submit(unsigned shard, uint64_t key, logic_job_t *job)
     worker_t *w = &s->workers[key % (uint64_t) s->nworkers];
     job->next = NULL;
     job->rc = DB_OK;
+    job->submit_us = im_mono_us();
     pthread_mutex_lock(&w->mu);
     if (w->tail)
         w->tail->next = job;

@@ -277,6 +277,8 @@ static void on_gates(im_redis_t *r, redisReply *reply, void *ud)
 {
     (void) r;
     (void) ud;
+    uint64_t k0;
+    void *v0;
     if (!reply || reply->type != REDIS_REPLY_ARRAY)
         return;
     for (size_t i = 0; i < reply->elements; i++) {
@@ -295,6 +297,10 @@ static void on_gates(im_redis_t *r, redisReply *reply, void *ud)
         if (gt)
             gt->listed_ms = im_mono_ms();
     }
+    int64_t queued = 0;
+    for (size_t it = 0; im_map_next(&g_logic.gates, &it, &k0, &v0);)
+        queued += (int64_t) im_nn_out_queued(((logic_gate_t *) v0)->out);
+    im_metric_set(g_logic.m.nn_queue, queued);
     /* a gate the registry has not listed for twice its TTL, and that has sent nothing since,
      * is dead: its routes go (one logic does it), and after a minute we forget it */
     uint64_t now = im_mono_ms(), k, dead_ms = (uint64_t) g_logic.cfg.registry_ttl * 2000;
@@ -351,6 +357,14 @@ static void metrics_init(logic_t *l)
         im_metrics_counter("cim_logic_http_errors_total", "HTTP API answers with status >= 400");
     m->drop_down = im_metrics_counter("cim_logic_down_dropped_total",
                                       "items for unknown gates or full queues");
+    static const double lat[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                 0.1,    0.25,  0.5,    1,     2.5,  5};
+    m->ack_latency = im_metrics_hist("cim_logic_ack_latency_seconds",
+                                     "message received -> ack sent (after commit)", lat, 13);
+    m->db_latency = im_metrics_hist("cim_logic_mysql_job_seconds",
+                                    "MySQL job queued -> done (queueing included)", lat, 13);
+    m->nn_queue = im_metrics_gauge("cim_logic_nanomsg_queued_bytes",
+                                   "bytes waiting for gates that cannot take them yet");
     m->unknown_cmds = im_metrics_counter("cim_logic_unserved_commands_total",
                                          "requests for commands this logic does not serve");
 }

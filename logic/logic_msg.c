@@ -43,7 +43,18 @@ struct logic_msg_s {
     void *ud;
     int cb_after_fanout; /* cb gets the inbox rows written, once fan-out is done */
     uint64_t rows;
+    /* per-sender order: messages wait in their sender's queue until checked and at its head */
+    struct logic_msg_s *q_next;
+    int ready;        /* checks done */
+    int ready_res;    /* 0 store it, else the CIMResCode to answer */
+    int need_nick;    /* the store looks up the author's nick (not in this logic's cache) */
+    uint64_t recv_us; /* when the request arrived (ack latency) */
+    char nick[129];
 };
+
+typedef struct sender_q_s {
+    logic_msg_t *head, *tail;
+} sender_q_t;
 
 typedef struct fan_s {
     logic_job_t job;
@@ -65,8 +76,9 @@ typedef struct mark_s {
 
 static struct {
     logic_t *l;
-    im_map_t known; /* uid -> (void *) 1: users known to exist */
-    im_map_t nicks; /* uid -> strdup(nick) */
+    im_map_t known;   /* uid -> (void *) 1: users known to exist */
+    im_map_t nicks;   /* uid -> strdup(nick) */
+    im_map_t senders; /* uid -> sender_q_t: messages between arrival and store, in order */
     uv_timer_t sweep_timer, retry_timer;
     fan_t *retry_head;
     int sweeping[IM_SHARD_COUNT];
@@ -167,7 +179,7 @@ static void push_entry(const logic_msg_t *m, uint64_t owner, uint64_t seq, uint6
 {
     CIM__Def__CIMMsgData d = CIM__DEF__CIMMSG_DATA__INIT;
     d.from_user_id = m->from_id;
-    d.from_nick_name = (char *) logic_nick_get(m->from_id);
+    d.from_nick_name = m->nick[0] ? (char *) m->nick : (char *) logic_nick_get(m->from_id);
     /* 1:1 (and API pushes to many): the recipient's own id; the author's copy: the peer */
     d.to_session_id = m->session_type == 1 && owner != m->from_id ? owner : m->to_id;
     d.client_msg_id = (char *) m->cmid;
@@ -540,6 +552,17 @@ again:
     }
     for (int i = 0; i < n; i++) {
         logic_msg_t *m = (logic_msg_t *) jobs[i];
+        if (m->need_nick && !m->nick[0]) {
+            long r = db_exec(c, "SELECT nick_name FROM im_user WHERE user_id = ?", "U", "s",
+                             m->from_id, m->nick, sizeof(m->nick));
+            if (r < 0)
+                goto fail_rb;
+            for (int j = i + 1; j < n; j++) { /* the same author later in the batch */
+                logic_msg_t *o = (logic_msg_t *) jobs[j];
+                if (o->from_id == m->from_id)
+                    memcpy(o->nick, m->nick, sizeof(o->nick));
+            }
+        }
         if (m->dup || m->job.rc != DB_OK)
             continue;
         long r = db_exec(c,
@@ -579,6 +602,7 @@ fail:
     for (int i = 0; i < n; i++) {
         logic_msg_t *m = (logic_msg_t *) jobs[i];
         m->job.rc = DB_ECONN;
+        m->checked = 1; /* the commit may have happened: a retry looks first */
     }
 }
 
@@ -586,6 +610,8 @@ static void ack(const logic_msg_t *m, int res)
 {
     if (!m->req.gate_id)
         return;
+    if (res == IM_RES_OK)
+        im_hist_observe(g_logic.m.ack_latency, (double) (im_mono_us() - m->recv_us) / 1e6);
     CIM__Def__CIMMsgDataAck a = CIM__DEF__CIMMSG_DATA_ACK__INIT;
     a.from_user_id = m->from_id;
     a.to_session_id = m->to_id;
@@ -618,6 +644,8 @@ static void store_done(logic_job_t *job)
         fanout_start(m, 1);
         return;
     }
+    if (m->nick[0] && m->need_nick)
+        logic_nick_set(m->from_id, m->nick);
     im_metric_add(M.acked, 1);
     ack(m, IM_RES_OK);
     if (m->cb && !m->cb_after_fanout)
@@ -653,6 +681,7 @@ static logic_msg_t *msg_new(uint64_t from_id, uint64_t to_id, uint32_t session_t
     m->msg_type = msg_type;
     snprintf(m->cmid, sizeof(m->cmid), "%s", cmid);
     m->created = (uint32_t) time(NULL);
+    m->recv_us = im_mono_us();
     m->refs = 1;
     m->job.batch = store_batch;
     m->job.done = store_done;
@@ -661,9 +690,73 @@ static logic_msg_t *msg_new(uint64_t from_id, uint64_t to_id, uint32_t session_t
 
 static void store_submit(logic_msg_t *m)
 {
+    m->need_nick = m->from_id && !im_map_get(&M.nicks, m->from_id);
     m->server_msg_id = im_idgen_next(&g_logic.idgen, im_now_ms());
     im_metric_add(M.sent, 1);
     logic_db_submit(im_shard_of(m->from_id, IM_SHARD_COUNT), m->from_id, &m->job);
+}
+
+/* ---------------------------------------------------------------- per-sender order */
+
+/* Checks before the store (does the recipient exist, who is in the group) take different
+ * times; a sender's messages must still be stored, acked and delivered in the order sent. */
+static void sender_enqueue(logic_msg_t *m)
+{
+    sender_q_t *q = im_map_get(&M.senders, m->from_id);
+    if (!q) {
+        q = calloc(1, sizeof(*q));
+        if (!q) {
+            m->ready = 1; /* no memory for ordering: go alone */
+            return;
+        }
+        im_map_put(&M.senders, m->from_id, q);
+    }
+    m->q_next = NULL;
+    if (q->tail)
+        q->tail->q_next = m;
+    else
+        q->head = m;
+    q->tail = m;
+}
+
+static void sender_drain(uint64_t from)
+{
+    sender_q_t *q = im_map_get(&M.senders, from);
+    if (!q)
+        return;
+    while (q->head && q->head->ready) {
+        logic_msg_t *m = q->head;
+        q->head = m->q_next;
+        if (!q->head)
+            q->tail = NULL;
+        if (m->ready_res == 0) {
+            store_submit(m);
+        } else {
+            ack(m, m->ready_res);
+            im_metric_add(m->ready_res == IM_RES_REFUSED ? M.refused : M.errors, 1);
+            msg_unref(m);
+        }
+    }
+    if (!q->head) {
+        im_map_del(&M.senders, from);
+        free(q);
+    }
+}
+
+static void mark_ready(logic_msg_t *m, int res)
+{
+    m->ready = 1;
+    m->ready_res = res;
+    if (!im_map_get(&M.senders, m->from_id)) { /* was not queued */
+        if (res == 0) {
+            store_submit(m);
+        } else {
+            ack(m, res);
+            msg_unref(m);
+        }
+        return;
+    }
+    sender_drain(m->from_id);
 }
 
 /* ---------------------------------------------------------------- recipient check */
@@ -689,19 +782,15 @@ static void exists_done(logic_job_t *job)
     exists_t *e = (exists_t *) job;
     logic_msg_t *m = e->m;
     if (job->rc != DB_OK) {
-        ack(m, IM_RES_ERROR);
-        im_metric_add(M.errors, 1);
-        msg_unref(m);
+        mark_ready(m, IM_RES_ERROR);
     } else if (!e->found) {
         log_info("conn %llu user %llu: message to unknown user %llu refused",
                  (unsigned long long) m->req.conn_id, (unsigned long long) m->from_id,
                  (unsigned long long) e->uid);
-        ack(m, IM_RES_REFUSED);
-        im_metric_add(M.refused, 1);
-        msg_unref(m);
+        mark_ready(m, IM_RES_REFUSED);
     } else {
         logic_user_mark_known(e->uid);
-        store_submit(m);
+        mark_ready(m, 0);
     }
     free(e);
 }
@@ -794,24 +883,23 @@ void logic_msg_send(const logic_req_t *r, const uint8_t *body, size_t len)
             m->client_type = r->client_type;
             m->in_author_inbox = 1;
             m->push = 1;
+            sender_enqueue(m);
             if (m->session_type == CIM__DEF__CIMSESSION_TYPE__kCIM_SESSION_TYPE_GROUP) {
                 g_group_send(m, r); /* resolves members, then logic_msg_store_to() */
             } else {
                 m->rcpt = malloc(sizeof(uint64_t));
                 if (!m->rcpt) {
-                    refuse(r, d, IM_RES_ERROR, "out of memory");
-                    msg_unref(m);
+                    mark_ready(m, IM_RES_ERROR);
                 } else {
                     m->rcpt[0] = m->to_id;
                     m->nrcpt = 1;
                     m->rcpt_session = 0; /* the recipient sees the author as the session */
                     if (im_map_get(&M.known, m->to_id)) {
-                        store_submit(m);
+                        mark_ready(m, 0);
                     } else {
                         exists_t *e = calloc(1, sizeof(*e));
                         if (!e) {
-                            refuse(r, d, IM_RES_ERROR, "out of memory");
-                            msg_unref(m);
+                            mark_ready(m, IM_RES_ERROR);
                         } else {
                             e->uid = m->to_id;
                             e->m = m;
@@ -830,15 +918,13 @@ void logic_msg_send(const logic_req_t *r, const uint8_t *body, size_t len)
 void logic_msg_store_to(logic_msg_t *m, uint64_t *rcpt, size_t n, int res_if_refused)
 {
     if (!rcpt) {
-        ack(m, res_if_refused);
-        im_metric_add(res_if_refused == IM_RES_REFUSED ? M.refused : M.errors, 1);
-        msg_unref(m);
+        mark_ready(m, res_if_refused);
         return;
     }
     m->rcpt = rcpt;
     m->nrcpt = n;
     m->rcpt_session = m->to_id;
-    store_submit(m);
+    mark_ready(m, 0);
 }
 
 /* ---------------------------------------------------------------- internal posts */
@@ -1061,6 +1147,7 @@ int logic_msg_start(logic_t *l)
     M.l = l;
     im_map_init(&M.known);
     im_map_init(&M.nicks);
+    im_map_init(&M.senders);
     M.sent = im_metrics_counter("cim_logic_msgs_received_total", "messages taken for storing");
     M.acked = im_metrics_counter("cim_logic_msgs_acked_total", "messages acked after commit");
     M.dups = im_metrics_counter("cim_logic_msgs_duplicate_total",
@@ -1104,4 +1191,14 @@ void logic_msg_stop(void)
         free(v);
     im_map_free(&M.nicks);
     im_map_free(&M.known);
+    for (size_t it = 0; im_map_next(&M.senders, &it, &k, &v);) {
+        sender_q_t *q = v;
+        while (q->head) {
+            logic_msg_t *m = q->head;
+            q->head = m->q_next;
+            msg_unref(m);
+        }
+        free(q);
+    }
+    im_map_free(&M.senders);
 }

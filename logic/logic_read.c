@@ -222,7 +222,8 @@ static void rd_work(logic_job_t *job, logic_dbc_t *c)
             goto fail;
         }
         db_commit(c);
-        qsort(rd->e, rd->n, sizeof(entry_t), cmp_seq);
+        if (rd->n)
+            qsort(rd->e, rd->n, sizeof(entry_t), cmp_seq);
         truncate_to(rd, rd->limit);
         break;
     case RD_HIST:
@@ -242,7 +243,8 @@ static void rd_work(logic_job_t *job, logic_dbc_t *c)
                          rd->limit, SEND_PTRS(rd));
         if (r < 0)
             goto fail;
-        qsort(rd->e, rd->n, sizeof(entry_t), cmp_id_desc);
+        if (rd->n)
+            qsort(rd->e, rd->n, sizeof(entry_t), cmp_id_desc);
         truncate_to(rd, rd->limit);
         break;
     case RD_BYID:
@@ -276,7 +278,8 @@ static void rd_work(logic_job_t *job, logic_dbc_t *c)
         }
         if (r < 0)
             goto fail;
-        qsort(rd->ses, rd->nses, sizeof(*rd->ses), cmp_ses);
+        if (rd->nses)
+            qsort(rd->ses, rd->nses, sizeof(*rd->ses), cmp_ses);
         if (rd->nses > SESSIONS_MAX)
             rd->nses = SESSIONS_MAX;
         for (size_t i = 0; i < rd->nses && r >= 0; i++) {

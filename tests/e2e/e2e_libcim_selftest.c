@@ -129,6 +129,7 @@ static int fake_wait(pid_t pid)
 static cim_client_t *client_to(int port)
 {
     cim_client_t *c = cim_client_new();
+    cim_set_auto_sync(c, 0); /* the fake server scripts no 0x0207 */
     CHECK(c != NULL);
     CHECK_EQ_INT(cim_connect(c, "127.0.0.1", port, 2000), 0);
     CHECK(cim_is_connected(c));
@@ -559,6 +560,7 @@ TEST(selftest_login_and_reconnect)
     int port;
     pid_t pid = fake_start(script_login_then_token, 2, &port);
     cim_client_t *c = cim_client_new();
+    cim_set_auto_sync(c, 0); /* the fake server scripts no 0x0207 */
     CHECK_EQ_INT(cim_reconnect(c, 1000), CIM_ENOTOKEN);
     CHECK_EQ_INT(cim_is_connected(c), 0);
     CHECK_EQ_INT(cim_connect(c, "127.0.0.1", port, 2000), 0);
@@ -636,6 +638,7 @@ TEST(selftest_push_callback)
 TEST(selftest_gate_list)
 {
     cim_client_t *c = cim_client_new();
+    cim_set_auto_sync(c, 0); /* the fake server scripts no 0x0207 */
     CHECK_EQ_STR(cim_gate(c), "127.0.0.1:8000");
     CHECK_EQ_INT(cim_set_gates(c, "127.0.0.1:1, localhost:2"), 0);
     CHECK_EQ_INT(cim_set_gates(c, "[::1]:8010"), 0);
@@ -676,6 +679,7 @@ TEST(selftest_gate_list)
 TEST(selftest_seq_wraps)
 {
     cim_client_t *c = cim_client_new();
+    cim_set_auto_sync(c, 0); /* the fake server scripts no 0x0207 */
     CHECK_EQ_INT(cim_next_seq(c), 1);
     for (int i = 2; i <= 65535; i++)
         CHECK_EQ_INT(cim_next_seq(c), i);
@@ -694,6 +698,7 @@ TEST(selftest_source_ip)
     int port;
     pid_t pid = fake_start(script_peer_addr, 1, &port);
     cim_client_t *c = cim_client_new();
+    cim_set_auto_sync(c, 0); /* the fake server scripts no 0x0207 */
     CHECK_EQ_INT(cim_set_source_ip(c, "127.0.0.2"), 0);
     CHECK_EQ_INT(cim_connect(c, "127.0.0.1", port, 2000), 0);
     CHECK_EQ_INT(cim_wait_closed(c, 2000), 1);
