@@ -34,7 +34,7 @@ typedef struct logic_config_s {
     long long token_ttl;    /* seconds */
     long long pwhash_level; /* 0 min (tests), 1 interactive, 2 moderate */
     long long registry_ttl;
-    long long max_body; /* HTTP body limit */
+    long long max_body;            /* HTTP body limit */
     long long login_fail_max_user; /* failed password logins per name per minute */
     long long login_fail_max_ip;   /* ... per address per minute */
     char *offline_push_url;
@@ -110,13 +110,14 @@ struct logic_job_s {
     /* optional: jobs queued back to back with the same batch function run together (one
      * transaction), at most LOGIC_DB_BATCH_MAX; it sets every job's rc. work is then unused. */
     void (*batch)(logic_job_t **jobs, int n, logic_dbc_t *c);
-    int rc; /* set by work: 0 or DB_E* */
+    int rc;             /* set by work: 0 or DB_E* */
     uint64_t submit_us; /* set by logic_db_submit (latency metric) */
 };
 
 #define LOGIC_DB_BATCH_MAX 1024
 
-enum { DB_OK = 0, DB_ERR = -1, DB_EDUP = -2, DB_ECONN = -3 };
+enum { DB_OK = 0, DB_ERR = -1, DB_EDUP = -2, DB_ECONN = -3, DB_ELOCK = -4 };
+/* DB_ELOCK: deadlock or lock wait timeout; the transaction was rolled back: run it again */
 
 int logic_db_start(logic_t *l);
 void logic_db_stop(void);
@@ -139,6 +140,39 @@ long db_exec(logic_dbc_t *c, const char *sql, const char *in, const char *out, .
  * Returns the number of rows, or negative as db_exec. */
 long db_query(logic_dbc_t *c, const char *sql, void (*row)(void *ud), void *ud, const char *in,
               const char *out, ...);
+/* Multi-row statements: parameters bound by hand, SQL built from a template per row count. */
+#define DB_ROWS_MAX 64
+#define DB_COLS_MAX 12
+typedef struct db_binds_s {
+    struct st_mysql_bind *b; /* DB_ROWS_MAX * DB_COLS_MAX, allocated by db_binds_new */
+    unsigned long len[DB_ROWS_MAX * DB_COLS_MAX];
+    uint64_t v[DB_ROWS_MAX * DB_COLS_MAX];
+    int n;
+} db_binds_t;
+db_binds_t *db_binds_new(void);
+void db_binds_free(db_binds_t *p);
+void dbb_reset(db_binds_t *p);
+void dbb_u64(db_binds_t *p, uint64_t v);
+void dbb_str(db_binds_t *p, const void *s, size_t len); /* kept by pointer until the exec */
+long db_exec_binds(logic_dbc_t *c, const char *sql, db_binds_t *p, void (*row)(void *ud), void *ud,
+                   const char *out, ...);
+typedef struct db_tpl_s {
+    const char *prefix, *row, *suffix;
+    const char *sql[DB_ROWS_MAX + 1];
+} db_tpl_t;
+/* prefix + n x row (comma separated) + suffix, built once */
+const char *db_tpl_sql(db_tpl_t *t, int n);
+/* rows to take next out of `left`: 64, 16, 4 or 1 (few distinct statements to prepare) */
+int db_chunk(int left);
+/* the connection's scratch binds, emptied (NULL when out of memory) */
+db_binds_t *db_conn_binds(logic_dbc_t *c);
+/* Inbox seq counters of n distinct users (sorted ascending), each advanced by add[i], in the
+ * caller's transaction (rows locked in id order, so concurrent batches cannot deadlock).
+ * end[i] gets the user's new max_seq (its seqs are end-add+1 .. end), 0 for a missing user.
+ * Two statements per 64 users. Returns DB_OK or a DB_E* code. */
+int db_seq_alloc(logic_dbc_t *c, const uint64_t *uids, const uint64_t *add, uint64_t *end,
+                 size_t n);
+
 /* START TRANSACTION WITH CONSISTENT SNAPSHOT (reads that must agree) */
 int db_begin_snapshot(logic_dbc_t *c);
 int db_begin(logic_dbc_t *c);

@@ -32,8 +32,9 @@ struct logic_dbc_s {
     MYSQL *my;
     stmt_slot_t stmts[MAX_STMTS];
     int nstmts;
-    int broken;       /* set by db_exec on a connection error */
-    MYSQL_STMT *last; /* the statement run last (for its insert id) */
+    int broken;        /* set by db_exec on a connection error */
+    MYSQL_STMT *last;  /* the statement run last (for its insert id) */
+    db_binds_t *binds; /* scratch for multi-row statements (db_conn_binds) */
 };
 
 typedef struct worker_s {
@@ -101,10 +102,23 @@ static int conn_open(worker_t *w)
         mysql_close(my);
         return -1;
     }
+    /* READ COMMITTED: no gap locks, so batches of inserts and of status updates by different
+     * logics do not deadlock each other on index ranges */
+    if (mysql_query(my, "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED") != 0) {
+        log_warn("mysql shard %u: cannot set READ COMMITTED: %s", w->shard, mysql_error(my));
+        mysql_close(my);
+        return -1;
+    }
     if (!s->ok)
         log_info("mysql shard %u (%s:%u/%s): connected", w->shard, s->host, s->port, s->db);
     w->conn.my = my;
     return 0;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *) a, y = *(const uint64_t *) b;
+    return x < y ? -1 : x > y;
 }
 
 static int is_conn_error(unsigned e)
@@ -148,12 +162,12 @@ typedef struct {
     size_t *outlen;
 } cell_t;
 
-static long db_run(logic_dbc_t *c, const char *sql, const char *in, const char *out,
-                   void (*row)(void *ud), void *ud, va_list ap)
+static long db_run(logic_dbc_t *c, const char *sql, const char *in, MYSQL_BIND *pre, size_t npre,
+                   const char *out, void (*row)(void *ud), void *ud, va_list ap)
 {
     if (!c->my)
         return DB_ECONN;
-    size_t nin = strlen(in), nout = strlen(out);
+    size_t nin = pre ? 0 : strlen(in), nout = strlen(out);
     if (nin > 32 || nout > 32)
         return DB_ERR;
     MYSQL_STMT *st = stmt_get(c, sql);
@@ -261,7 +275,10 @@ static long db_run(logic_dbc_t *c, const char *sql, const char *in, const char *
 
     long ret = 0;
     c->last = st;
-    if ((nin && mysql_stmt_bind_param(st, pb) != 0) || mysql_stmt_execute(st) != 0)
+    MYSQL_BIND *params = pre ? pre : pb;
+    if (pre)
+        nin = npre;
+    if ((nin && mysql_stmt_bind_param(st, params) != 0) || mysql_stmt_execute(st) != 0)
         goto err;
     if (!nout) {
         my_ulonglong n = mysql_stmt_affected_rows(st);
@@ -299,6 +316,11 @@ err : {
     unsigned e = mysql_stmt_errno(st);
     if (e == ER_DUP_ENTRY)
         return DB_EDUP;
+    if (e == ER_LOCK_DEADLOCK || e == ER_LOCK_WAIT_TIMEOUT) {
+        log_info("mysql (%u) %s: retrying", e, mysql_stmt_error(st));
+        mysql_stmt_reset(st);
+        return DB_ELOCK;
+    }
     log_warn("mysql (%u) %s: %.80s", e, mysql_stmt_error(st), sql);
     if (is_conn_error(e)) {
         c->broken = 1;
@@ -313,7 +335,7 @@ long db_exec(logic_dbc_t *c, const char *sql, const char *in, const char *out, .
 {
     va_list ap;
     va_start(ap, out);
-    long n = db_run(c, sql, in, out, NULL, NULL, ap);
+    long n = db_run(c, sql, in, NULL, 0, out, NULL, NULL, ap);
     va_end(ap);
     return n;
 }
@@ -323,9 +345,183 @@ long db_query(logic_dbc_t *c, const char *sql, void (*row)(void *ud), void *ud, 
 {
     va_list ap;
     va_start(ap, out);
-    long n = db_run(c, sql, in, out, row, ud, ap);
+    long n = db_run(c, sql, in, NULL, 0, out, row, ud, ap);
     va_end(ap);
     return n;
+}
+
+long db_exec_binds(logic_dbc_t *c, const char *sql, db_binds_t *p, void (*row)(void *ud), void *ud,
+                   const char *out, ...)
+{
+    va_list ap;
+    va_start(ap, out);
+    long n = db_run(c, sql, "", p->b, (size_t) p->n, out, row, ud, ap);
+    va_end(ap);
+    return n;
+}
+
+db_binds_t *db_binds_new(void)
+{
+    db_binds_t *p = calloc(1, sizeof(*p));
+    if (p && !(p->b = calloc(DB_ROWS_MAX * DB_COLS_MAX, sizeof(MYSQL_BIND)))) {
+        free(p);
+        return NULL;
+    }
+    return p;
+}
+
+void db_binds_free(db_binds_t *p)
+{
+    if (p) {
+        free(p->b);
+        free(p);
+    }
+}
+
+void dbb_reset(db_binds_t *p)
+{
+    p->n = 0;
+}
+
+static MYSQL_BIND *dbb_next(db_binds_t *p)
+{
+    MYSQL_BIND *b = &p->b[p->n];
+    memset(b, 0, sizeof(*b));
+    return b;
+}
+
+void dbb_u64(db_binds_t *p, uint64_t v)
+{
+    MYSQL_BIND *b = dbb_next(p);
+    p->v[p->n] = v;
+    b->buffer_type = MYSQL_TYPE_LONGLONG;
+    b->buffer = &p->v[p->n];
+    b->is_unsigned = 1;
+    p->n++;
+}
+
+void dbb_str(db_binds_t *p, const void *s, size_t len)
+{
+    MYSQL_BIND *b = dbb_next(p);
+    p->len[p->n] = len;
+    b->buffer_type = MYSQL_TYPE_BLOB;
+    b->buffer = (void *) (s ? s : "");
+    b->buffer_length = len;
+    b->length = &p->len[p->n];
+    p->n++;
+}
+
+const char *db_tpl_sql(db_tpl_t *t, int n)
+{
+    static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    if (n < 1 || n > DB_ROWS_MAX)
+        return NULL;
+    pthread_mutex_lock(&mu);
+    if (!t->sql[n]) {
+        size_t pl = strlen(t->prefix), rl = strlen(t->row), sl = strlen(t->suffix);
+        char *q = malloc(pl + (size_t) n * (rl + 1) + sl + 1);
+        if (q) {
+            char *w = q;
+            memcpy(w, t->prefix, pl);
+            w += pl;
+            for (int i = 0; i < n; i++) {
+                if (i)
+                    *w++ = ',';
+                memcpy(w, t->row, rl);
+                w += rl;
+            }
+            memcpy(w, t->suffix, sl + 1);
+            t->sql[n] = q; /* kept for the life of the process: statements cache by address */
+        }
+    }
+    const char *sql = t->sql[n];
+    pthread_mutex_unlock(&mu);
+    return sql;
+}
+
+db_binds_t *db_conn_binds(logic_dbc_t *c)
+{
+    if (!c->binds)
+        c->binds = db_binds_new();
+    if (c->binds)
+        dbb_reset(c->binds);
+    return c->binds;
+}
+
+static db_tpl_t seq_select = {
+    "SELECT user_id, max_seq FROM im_user WHERE user_id IN (", "?", ") FOR UPDATE", {0}};
+static db_tpl_t seq_update = {"INSERT INTO im_user (user_id, max_seq, created) VALUES ",
+                              "(?, ?, 0)",
+                              " ON DUPLICATE KEY UPDATE max_seq = VALUES(max_seq)",
+                              {0}};
+
+typedef struct {
+    const uint64_t *uids;
+    uint64_t *end;
+    size_t n;
+    uint64_t row_uid, row_max;
+} seq_rows_t;
+
+static void seq_row(void *ud)
+{
+    seq_rows_t *s = ud;
+    const uint64_t *p = bsearch(&s->row_uid, s->uids, s->n, sizeof(uint64_t), cmp_u64);
+    if (p)
+        s->end[p - s->uids] = s->row_max; /* current value; the additions come next */
+}
+
+int db_seq_alloc(logic_dbc_t *c, const uint64_t *uids, const uint64_t *add, uint64_t *end, size_t n)
+{
+    seq_rows_t sr = {uids, end, n, 0, 0};
+    for (size_t i = 0; i < n; i++)
+        end[i] = UINT64_MAX; /* "not found" until a row says otherwise */
+    for (size_t off = 0; off < n;) {
+        int k = db_chunk((int) (n - off));
+        db_binds_t *p = db_conn_binds(c);
+        if (!p)
+            return DB_ERR;
+        for (int i = 0; i < k; i++)
+            dbb_u64(p, uids[off + (size_t) i]);
+        long r = db_exec_binds(c, db_tpl_sql(&seq_select, k), p, seq_row, &sr, "UU", &sr.row_uid,
+                               &sr.row_max);
+        if (r < 0)
+            return (int) r;
+        off += (size_t) k;
+    }
+    size_t found = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (end[i] == UINT64_MAX) {
+            end[i] = 0;
+            continue;
+        }
+        end[i] += add[i];
+        found++;
+    }
+    /* write the new values back, found users only */
+    size_t i = 0;
+    while (found) {
+        int k = db_chunk((int) found);
+        db_binds_t *p = db_conn_binds(c);
+        if (!p)
+            return DB_ERR;
+        for (int taken = 0; taken < k; i++) {
+            if (!end[i])
+                continue;
+            dbb_u64(p, uids[i]);
+            dbb_u64(p, end[i]);
+            taken++;
+        }
+        long r = db_exec_binds(c, db_tpl_sql(&seq_update, k), p, NULL, NULL, "");
+        if (r < 0)
+            return (int) r;
+        found -= (size_t) k;
+    }
+    return DB_OK;
+}
+
+int db_chunk(int left)
+{
+    return left >= 64 ? 64 : left >= 16 ? 16 : left >= 4 ? 4 : 1;
 }
 
 static int simple_query(logic_dbc_t *c, const char *q)
@@ -467,6 +663,7 @@ static void *worker_main(void *arg)
         post_done_list(batch, n);
     }
     conn_reset(&w->conn);
+    db_binds_free(w->conn.binds);
     mysql_thread_end();
     return NULL;
 }

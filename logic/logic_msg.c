@@ -222,9 +222,64 @@ static void mark_done(logic_msg_t *m);
 static void fanout_finished(logic_msg_t *m);
 static void ack(const logic_msg_t *m, int res);
 
+static db_tpl_t recv_insert = {
+    "INSERT INTO im_message_recv (user_id, seq, server_msg_id, from_id, session_type, "
+    "session_id, msg_type, status, created) VALUES ",
+    "(?, ?, ?, ?, ?, ?, ?, 0, ?)",
+    "",
+    {0}};
+
+/* distinct users of a batch with how many rows each gets, sorted by id */
+typedef struct seq_need_s {
+    uint64_t uid[LOGIC_DB_BATCH_MAX], add[LOGIC_DB_BATCH_MAX], end[LOGIC_DB_BATCH_MAX];
+    size_t n;
+} seq_need_t;
+
+static int cmp_u64p(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *) a, y = *(const uint64_t *) b;
+    return x < y ? -1 : x > y;
+}
+
+static void need_add(seq_need_t *s, uint64_t uid)
+{
+    s->uid[s->n] = uid;
+    s->add[s->n++] = 1;
+}
+
+/* sort, merge duplicates (add counts) */
+static void need_finish(seq_need_t *s)
+{
+    qsort(s->uid, s->n, sizeof(uint64_t), cmp_u64p);
+    size_t k = 0;
+    for (size_t i = 0; i < s->n; i++) {
+        if (k && s->uid[k - 1] == s->uid[i]) {
+            s->add[k - 1]++;
+        } else {
+            s->uid[k] = s->uid[i];
+            s->add[k++] = 1;
+        }
+    }
+    s->n = k;
+}
+
+/* next seq for uid out of the allocated range (in call order); 0 when the user is missing */
+static uint64_t need_take(seq_need_t *s, uint64_t uid)
+{
+    const uint64_t *p = bsearch(&uid, s->uid, s->n, sizeof(uint64_t), cmp_u64p);
+    if (!p)
+        return 0;
+    size_t i = (size_t) (p - s->uid);
+    if (!s->end[i])
+        return 0;
+    return s->end[i] - --s->add[i];
+}
+
 static void fan_batch(logic_job_t **jobs, int n, logic_dbc_t *c)
 {
-    int checked = 0;
+    static __thread seq_need_t need;
+    int checked = 0, tries = 0;
+    long r = 0;
     for (int i = 0; i < n; i++)
         checked |= ((fan_t *) jobs[i])->checked;
 again:
@@ -247,56 +302,63 @@ again:
                 f->exists = 1;
                 continue;
             }
-            long r = db_exec(c,
-                             "SELECT seq FROM im_message_recv WHERE user_id = ? AND "
-                             "server_msg_id = ?",
-                             "UU", "U", f->user_id, f->m->server_msg_id, &f->seq);
+            r = db_exec(c,
+                        "SELECT seq FROM im_message_recv WHERE user_id = ? AND "
+                        "server_msg_id = ?",
+                        "UU", "U", f->user_id, f->m->server_msg_id, &f->seq);
             if (r < 0)
                 goto fail_rb;
             f->exists = r == 1;
         }
     }
-    /* seqs: one counter update per distinct user, in job order */
+    /* seqs: every recipient's counter advanced once, in job order within the user */
+    need.n = 0;
     for (int i = 0; i < n; i++) {
         fan_t *f = (fan_t *) jobs[i];
-        if (f->exists || f->seq)
-            continue;
-        uint64_t k = 0;
-        for (int j = i; j < n; j++) {
-            fan_t *g = (fan_t *) jobs[j];
-            if (g->user_id == f->user_id && !g->exists && !g->seq)
-                k++;
-        }
-        long r = db_exec(c,
-                         "UPDATE im_user SET max_seq = LAST_INSERT_ID(max_seq + ?) "
-                         "WHERE user_id = ?",
-                         "UU", "", k, f->user_id);
-        if (r < 0)
-            goto fail_rb;
-        uint64_t end = r == 1 ? db_insert_id(c) : 0;
-        uint64_t next = end - k + 1;
-        for (int j = i; j < n; j++) {
-            fan_t *g = (fan_t *) jobs[j];
-            if (g->user_id != f->user_id || g->exists || g->seq)
-                continue;
-            if (r == 1)
-                g->seq = next++;
-            else
-                g->nouser = 1, g->seq = 1; /* no such user: nothing to write */
-        }
+        if (!f->exists)
+            need_add(&need, f->user_id);
     }
+    need_finish(&need);
+    if (need.n && (r = db_seq_alloc(c, need.uid, need.add, need.end, need.n)) != DB_OK)
+        goto fail_rb;
     for (int i = 0; i < n; i++) {
         fan_t *f = (fan_t *) jobs[i];
-        if (f->exists || f->nouser)
+        if (f->exists)
             continue;
-        const logic_msg_t *m = f->m;
-        uint64_t sid = m->rcpt_session ? m->rcpt_session : m->from_id;
-        long r = db_exec(c,
-                         "INSERT INTO im_message_recv (user_id, seq, server_msg_id, from_id, "
-                         "session_type, session_id, msg_type, status, created) VALUES "
-                         "(?, ?, ?, ?, ?, ?, ?, 0, ?)",
-                         "UUUUuUuu", "", f->user_id, f->seq, m->server_msg_id, m->from_id,
-                         m->session_type, sid, m->msg_type, m->created);
+        f->seq = need_take(&need, f->user_id);
+        if (!f->seq)
+            f->nouser = 1, f->seq = 1; /* no such user: nothing to write */
+    }
+    /* the rows, up to 64 per statement */
+    int i = 0;
+    while (i < n) {
+        int left = 0;
+        for (int j = i; j < n; j++) {
+            fan_t *f = (fan_t *) jobs[j];
+            left += !(f->exists || f->nouser);
+        }
+        if (!left)
+            break;
+        int k = db_chunk(left);
+        db_binds_t *p = db_conn_binds(c);
+        if (!p)
+            goto fail_rb;
+        for (int taken = 0; taken < k; i++) {
+            fan_t *f = (fan_t *) jobs[i];
+            if (f->exists || f->nouser)
+                continue;
+            const logic_msg_t *m = f->m;
+            dbb_u64(p, f->user_id);
+            dbb_u64(p, f->seq);
+            dbb_u64(p, m->server_msg_id);
+            dbb_u64(p, m->from_id);
+            dbb_u64(p, m->session_type);
+            dbb_u64(p, m->rcpt_session ? m->rcpt_session : m->from_id);
+            dbb_u64(p, m->msg_type);
+            dbb_u64(p, m->created);
+            taken++;
+        }
+        r = db_exec_binds(c, db_tpl_sql(&recv_insert, k), p, NULL, NULL, "");
         if (r == DB_EDUP && !checked) {
             db_rollback(c);
             checked = 1;
@@ -307,14 +369,16 @@ again:
     }
     if (db_commit(c) != DB_OK)
         goto fail;
-    for (int i = 0; i < n; i++)
-        jobs[i]->rc = DB_OK;
+    for (int j = 0; j < n; j++)
+        jobs[j]->rc = DB_OK;
     return;
 fail_rb:
     db_rollback(c);
+    if (r == DB_ELOCK && ++tries < 5)
+        goto again; /* rolled back as a whole: counters included */
 fail:
-    for (int i = 0; i < n; i++) {
-        fan_t *f = (fan_t *) jobs[i];
+    for (int j = 0; j < n; j++) {
+        fan_t *f = (fan_t *) jobs[j];
         f->job.rc = DB_ECONN;
         f->checked = 1; /* the commit may have happened: look first next time */
     }
@@ -434,22 +498,34 @@ static void fanout_finished(logic_msg_t *m)
 
 /* ---------------------------------------------------------------- done marks */
 
+static db_tpl_t mark_update = {
+    "UPDATE im_message_send SET fanout = 1 WHERE (from_id, server_msg_id) IN (",
+    "(?, ?)",
+    ")",
+    {0}};
+
 static void mark_batch(logic_job_t **jobs, int n, logic_dbc_t *c)
 {
     if (db_begin(c) != DB_OK)
         goto fail;
-    for (int i = 0; i < n; i++) {
-        mark_t *k = (mark_t *) jobs[i];
-        if (db_exec(c,
-                    "UPDATE im_message_send SET fanout = 1 WHERE from_id = ? AND "
-                    "server_msg_id = ?",
-                    "UU", "", k->from_id, k->server_msg_id) < 0) {
-            db_rollback(c);
-            goto fail;
+    for (int i = 0; i < n;) {
+        int k = db_chunk(n - i);
+        db_binds_t *p = db_conn_binds(c);
+        if (!p)
+            goto fail_rb;
+        for (int j = 0; j < k; j++, i++) {
+            mark_t *m = (mark_t *) jobs[i];
+            dbb_u64(p, m->from_id);
+            dbb_u64(p, m->server_msg_id);
         }
+        if (db_exec_binds(c, db_tpl_sql(&mark_update, k), p, NULL, NULL, "") < 0)
+            goto fail_rb;
     }
     if (db_commit(c) == DB_OK)
         return;
+    goto fail;
+fail_rb:
+    db_rollback(c);
 fail:
     for (int i = 0; i < n; i++)
         jobs[i]->rc = DB_ECONN; /* the sweeper will find them and mark them */
@@ -477,9 +553,18 @@ static void mark_done(logic_msg_t *m)
 
 /* ---------------------------------------------------------------- store (shard of the author) */
 
+static db_tpl_t send_insert = {
+    "INSERT INTO im_message_send (from_id, server_msg_id, client_msg_id, to_id, session_type, "
+    "msg_type, from_seq, client_type, status, fanout, created, msg_data) VALUES ",
+    "(?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
+    "",
+    {0}};
+
 static void store_batch(logic_job_t **jobs, int n, logic_dbc_t *c)
 {
-    int checked = 0;
+    static __thread seq_need_t need;
+    int checked = 0, tries = 0;
+    long r = 0;
     for (int i = 0; i < n; i++)
         checked |= ((logic_msg_t *) jobs[i])->checked;
 again:
@@ -503,10 +588,10 @@ again:
                 continue;
             uint64_t sid = 0, seq = 0;
             uint32_t done = 0, created = 0;
-            long r = db_exec(c,
-                             "SELECT server_msg_id, from_seq, fanout, created FROM "
-                             "im_message_send WHERE from_id = ? AND client_msg_id = ?",
-                             "Us", "UUuu", m->from_id, m->cmid, &sid, &seq, &done, &created);
+            r = db_exec(c,
+                        "SELECT server_msg_id, from_seq, fanout, created FROM "
+                        "im_message_send WHERE from_id = ? AND client_msg_id = ?",
+                        "Us", "UUuu", m->from_id, m->cmid, &sid, &seq, &done, &created);
             if (r < 0)
                 goto fail_rb;
             if (r == 1) {
@@ -518,43 +603,29 @@ again:
             }
         }
     }
+    /* authors' inbox seqs: one counter update per author, in job order within the author */
+    need.n = 0;
     for (int i = 0; i < n; i++) {
         logic_msg_t *m = (logic_msg_t *) jobs[i];
-        if (m->dup || m->from_seq || !m->in_author_inbox)
+        if (!m->dup && m->in_author_inbox)
+            need_add(&need, m->from_id);
+    }
+    need_finish(&need);
+    if (need.n && (r = db_seq_alloc(c, need.uid, need.add, need.end, need.n)) != DB_OK)
+        goto fail_rb;
+    for (int i = 0; i < n; i++) {
+        logic_msg_t *m = (logic_msg_t *) jobs[i];
+        if (m->dup || !m->in_author_inbox)
             continue;
-        uint64_t k = 0;
-        for (int j = i; j < n; j++) {
-            logic_msg_t *o = (logic_msg_t *) jobs[j];
-            if (o->from_id == m->from_id && !o->dup && !o->from_seq && o->in_author_inbox)
-                k++;
-        }
-        long r = db_exec(c,
-                         "UPDATE im_user SET max_seq = LAST_INSERT_ID(max_seq + ?) "
-                         "WHERE user_id = ?",
-                         "UU", "", k, m->from_id);
-        if (r < 0)
-            goto fail_rb;
-        if (r == 0) {
-            /* no such author (should not happen for a logged-in user) */
-            for (int j = i; j < n; j++) {
-                logic_msg_t *o = (logic_msg_t *) jobs[j];
-                if (o->from_id == m->from_id && !o->dup)
-                    o->job.rc = DB_ERR;
-            }
-            continue;
-        }
-        uint64_t next = db_insert_id(c) - k + 1;
-        for (int j = i; j < n; j++) {
-            logic_msg_t *o = (logic_msg_t *) jobs[j];
-            if (o->from_id == m->from_id && !o->dup && !o->from_seq && o->in_author_inbox)
-                o->from_seq = next++;
-        }
+        m->from_seq = need_take(&need, m->from_id);
+        if (!m->from_seq)
+            m->job.rc = DB_ERR; /* no such author (not for a logged-in user) */
     }
     for (int i = 0; i < n; i++) {
         logic_msg_t *m = (logic_msg_t *) jobs[i];
         if (m->need_nick && !m->nick[0]) {
-            long r = db_exec(c, "SELECT nick_name FROM im_user WHERE user_id = ?", "U", "s",
-                             m->from_id, m->nick, sizeof(m->nick));
+            r = db_exec(c, "SELECT nick_name FROM im_user WHERE user_id = ?", "U", "s", m->from_id,
+                        m->nick, sizeof(m->nick));
             if (r < 0)
                 goto fail_rb;
             for (int j = i + 1; j < n; j++) { /* the same author later in the batch */
@@ -563,16 +634,39 @@ again:
                     memcpy(o->nick, m->nick, sizeof(o->nick));
             }
         }
-        if (m->dup || m->job.rc != DB_OK)
-            continue;
-        long r = db_exec(c,
-                         "INSERT INTO im_message_send (from_id, server_msg_id, client_msg_id, "
-                         "to_id, session_type, msg_type, from_seq, client_type, status, fanout, "
-                         "created, msg_data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
-                         "UUsUuuUuuub", "", m->from_id, m->server_msg_id, m->cmid, m->to_id,
-                         m->session_type, m->msg_type, m->from_seq, m->client_type,
-                         (uint32_t) (m->nrcpt == 0), m->created, m->data ? (void *) m->data : "",
-                         m->len);
+    }
+    /* the outbox rows, up to 64 per statement */
+    int row = 0;
+    while (row < n) {
+        int left = 0;
+        for (int j = row; j < n; j++) {
+            logic_msg_t *m = (logic_msg_t *) jobs[j];
+            left += !m->dup && m->job.rc == DB_OK;
+        }
+        if (!left)
+            break;
+        int k = db_chunk(left);
+        db_binds_t *p = db_conn_binds(c);
+        if (!p)
+            goto fail_rb;
+        for (int taken = 0; taken < k; row++) {
+            logic_msg_t *m = (logic_msg_t *) jobs[row];
+            if (m->dup || m->job.rc != DB_OK)
+                continue;
+            dbb_u64(p, m->from_id);
+            dbb_u64(p, m->server_msg_id);
+            dbb_str(p, m->cmid, strlen(m->cmid));
+            dbb_u64(p, m->to_id);
+            dbb_u64(p, m->session_type);
+            dbb_u64(p, m->msg_type);
+            dbb_u64(p, m->from_seq);
+            dbb_u64(p, m->client_type);
+            dbb_u64(p, m->nrcpt == 0);
+            dbb_u64(p, m->created);
+            dbb_str(p, m->data, m->len);
+            taken++;
+        }
+        r = db_exec_binds(c, db_tpl_sql(&send_insert, k), p, NULL, NULL, "");
         if (r == DB_EDUP && !checked) {
             db_rollback(c);
             checked = 1;
@@ -598,6 +692,11 @@ again:
     return;
 fail_rb:
     db_rollback(c);
+    if (r == DB_ELOCK && ++tries < 5) {
+        for (int i = 0; i < n; i++)
+            jobs[i]->rc = DB_OK;
+        goto again;
+    }
 fail:
     for (int i = 0; i < n; i++) {
         logic_msg_t *m = (logic_msg_t *) jobs[i];
@@ -983,16 +1082,29 @@ typedef struct confirm_s {
     uint64_t user_id, server_msg_id;
 } confirm_t;
 
+static db_tpl_t confirm_update = {
+    "UPDATE im_message_recv SET status = 1 WHERE status = 0 AND (user_id, server_msg_id) IN (",
+    "(?, ?)",
+    ")",
+    {0}};
+
 static void confirm_batch(logic_job_t **jobs, int n, logic_dbc_t *c)
 {
     if (db_begin(c) != DB_OK)
         return;
-    for (int i = 0; i < n; i++) {
-        confirm_t *k = (confirm_t *) jobs[i];
-        if (db_exec(c,
-                    "UPDATE im_message_recv SET status = 1 WHERE user_id = ? AND "
-                    "server_msg_id = ? AND status = 0",
-                    "UU", "", k->user_id, k->server_msg_id) < 0) {
+    for (int i = 0; i < n;) {
+        int k = db_chunk(n - i);
+        db_binds_t *p = db_conn_binds(c);
+        if (!p) {
+            db_rollback(c);
+            return;
+        }
+        for (int j = 0; j < k; j++, i++) {
+            confirm_t *x = (confirm_t *) jobs[i];
+            dbb_u64(p, x->user_id);
+            dbb_u64(p, x->server_msg_id);
+        }
+        if (db_exec_binds(c, db_tpl_sql(&confirm_update, k), p, NULL, NULL, "") < 0) {
             db_rollback(c);
             return;
         }
