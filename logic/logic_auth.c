@@ -571,9 +571,13 @@ static void lease_work(logic_job_t *job, logic_dbc_t *c)
     ls->worker = -1;
 }
 
+static uint64_t g_lease_ok_ms; /* last time MySQL confirmed our lease */
+
 static void lease_done(logic_job_t *job)
 {
     lease_t *ls = (lease_t *) job;
+    if (job->rc == DB_OK && ls->worker >= 0)
+        g_lease_ok_ms = im_mono_ms();
     if (ls->worker >= 0 && g_logic.worker_id != ls->worker) {
         g_logic.worker_id = ls->worker;
         im_idgen_init(&g_logic.idgen, (uint32_t) ls->worker);
@@ -589,6 +593,13 @@ static void lease_done(logic_job_t *job)
 static void lease_tick(uv_timer_t *t)
 {
     (void) t;
+    /* an unconfirmed lease may be taken over by another logic once it expires: stop using the
+     * worker id well before that (sends get ERROR and are retried by the clients) */
+    if (g_logic.worker_id >= 0 && im_mono_ms() - g_lease_ok_ms > LEASE_MS - 20000) {
+        log_error("worker id %d: lease not renewed for %llu s: message ids paused",
+                  g_logic.worker_id, (unsigned long long) (im_mono_ms() - g_lease_ok_ms) / 1000);
+        g_logic.worker_id = -1;
+    }
     if (g_lease.renew) /* a job is in flight */
         return;
     g_lease.renew = 1;
