@@ -80,7 +80,7 @@ static struct {
     im_map_t nicks;   /* uid -> strdup(nick) */
     im_map_t senders; /* uid -> sender_q_t: messages between arrival and store, in order */
     uv_timer_t sweep_timer, retry_timer;
-    fan_t *retry_head;
+    im_map_t held; /* uid -> held_t: fan-out jobs waiting for a retry, in order */
     int sweeping[IM_SHARD_COUNT];
     im_metric_t *sent, *acked, *dups, *refused, *errors, *fan_rows, *fan_retries, *pushes, *swept,
         *confirms;
@@ -218,6 +218,7 @@ static void unread_incr(uint64_t uid, uint32_t st, uint64_t sid)
 /* ---------------------------------------------------------------- fan-out */
 
 static void fan_submit(fan_t *f);
+static void fan_submit_now(fan_t *f);
 static void mark_done(logic_msg_t *m);
 static void fanout_finished(logic_msg_t *m);
 static void ack(const logic_msg_t *m, int res);
@@ -384,6 +385,34 @@ fail:
     }
 }
 
+typedef struct held_s {
+    fan_t *head, *tail;
+    uint64_t retry_at;
+} held_t;
+
+/* A recipient whose inbox write failed: its jobs wait (in order) and go again together, and
+ * new jobs for it queue behind them, so a shard outage does not reorder its inbox. */
+static void hold(fan_t *f, uint64_t retry_at)
+{
+    held_t *h = im_map_get(&M.held, f->user_id);
+    if (!h) {
+        h = calloc(1, sizeof(*h));
+        if (!h) {
+            f->checked = 1;
+            fan_submit_now(f);
+            return;
+        }
+        h->retry_at = retry_at;
+        im_map_put(&M.held, f->user_id, h);
+    }
+    f->next_retry = NULL;
+    if (h->tail)
+        h->tail->next_retry = f;
+    else
+        h->head = f;
+    h->tail = f;
+}
+
 static void fan_retry_later(fan_t *f)
 {
     f->tries++;
@@ -391,8 +420,7 @@ static void fan_retry_later(fan_t *f)
     if (delay > RETRY_MAX_MS)
         delay = RETRY_MAX_MS;
     f->retry_at = im_mono_ms() + delay;
-    f->next_retry = M.retry_head;
-    M.retry_head = f;
+    hold(f, f->retry_at);
     im_metric_add(M.fan_retries, 1);
 }
 
@@ -433,11 +461,21 @@ static void fan_done(logic_job_t *job)
     msg_unref(m);
 }
 
-static void fan_submit(fan_t *f)
+static void fan_submit_now(fan_t *f)
 {
     f->job.batch = fan_batch;
     f->job.done = fan_done;
     logic_db_submit(im_shard_of(f->user_id, IM_SHARD_COUNT), f->user_id, &f->job);
+}
+
+static void fan_submit(fan_t *f)
+{
+    if (im_map_get(&M.held, f->user_id)) {
+        f->checked = 1;
+        hold(f, 0); /* behind the ones waiting for a retry */
+        return;
+    }
+    fan_submit_now(f);
 }
 
 static void fanout_start(logic_msg_t *m, int checked)
@@ -463,18 +501,21 @@ static void fanout_start(logic_msg_t *m, int checked)
 static void retry_tick(uv_timer_t *t)
 {
     (void) t;
-    uint64_t now = im_mono_ms();
-    fan_t **pp = &M.retry_head;
-    while (*pp) {
-        fan_t *f = *pp;
-        if (f->retry_at <= now) {
-            *pp = f->next_retry;
+    uint64_t now = im_mono_ms(), uid;
+    void *v;
+    for (size_t it = 0; im_map_next(&M.held, &it, &uid, &v);) {
+        held_t *h = v;
+        if (h->retry_at > now)
+            continue;
+        im_map_del(&M.held, uid);
+        for (fan_t *f = h->head; f;) {
+            fan_t *next = f->next_retry;
             f->next_retry = NULL;
             f->checked = 1;
-            fan_submit(f);
-        } else {
-            pp = &f->next_retry;
+            fan_submit_now(f);
+            f = next;
         }
+        free(h);
     }
 }
 
@@ -1260,6 +1301,7 @@ int logic_msg_start(logic_t *l)
     im_map_init(&M.known);
     im_map_init(&M.nicks);
     im_map_init(&M.senders);
+    im_map_init(&M.held);
     M.sent = im_metrics_counter("cim_logic_msgs_received_total", "messages taken for storing");
     M.acked = im_metrics_counter("cim_logic_msgs_acked_total", "messages acked after commit");
     M.dups = im_metrics_counter("cim_logic_msgs_duplicate_total",
@@ -1289,14 +1331,21 @@ void logic_msg_stop(void)
     uv_timer_stop(&M.retry_timer);
     uv_close((uv_handle_t *) &M.retry_timer, NULL);
     /* retries still waiting: the sweeper of a live logic finishes them */
-    while (M.retry_head) {
-        fan_t *f = M.retry_head;
-        M.retry_head = f->next_retry;
-        f->m->fan_failed = 1;
-        logic_msg_t *m = f->m;
-        free(f);
-        msg_unref(m);
+    uint64_t hk;
+    void *hv;
+    for (size_t it = 0; im_map_next(&M.held, &it, &hk, &hv);) {
+        held_t *h = hv;
+        for (fan_t *f = h->head; f;) {
+            fan_t *next = f->next_retry;
+            f->m->fan_failed = 1;
+            logic_msg_t *m = f->m;
+            free(f);
+            msg_unref(m);
+            f = next;
+        }
+        free(h);
     }
+    im_map_free(&M.held);
     uint64_t k;
     void *v;
     for (size_t it = 0; im_map_next(&M.nicks, &it, &k, &v);)
