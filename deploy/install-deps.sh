@@ -10,7 +10,7 @@ PKGS=(
     libuv1-dev libprotobuf-c-dev protobuf-c-compiler libhiredis-dev
     libnanomsg-dev nanomsg-utils libmariadb-dev
     mariadb-server mariadb-client redis-server redis-tools
-    libsodium-dev libssl-dev libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev libwslay-dev
+    libsodium-dev libssl-dev libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev libwslay-dev gnuplot-nox
     valgrind curl procps iproute2 python3 clang-format cppcheck
 )
 

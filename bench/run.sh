@@ -1,0 +1,259 @@
+#!/usr/bin/env bash
+# make bench: start a local stack (deploy/stack.sh, like `make run`), run every cim-bench scenario
+# with moderate sizes, write bench/RESULTS.md and (with gnuplot) bench/*.png.
+#
+# Environment:
+#   BIN              build directory with msg_gate, msg_logic, cim-bench (default build)
+#   BENCH_STACK_DIR  stack directory (default run/, i.e. the `make run` stack; a running stack
+#                    there is reused). Use e.g. /tmp/h6-run plus STACK_*_PORT to stay private.
+#   BENCH_GATES      gates to start (default 6: 100k idle connections need > 5 x 20k fds)
+#   BENCH_PORT_BASE  if set, every stack port is moved: mysql BASE+3306, redis BASE+6379,
+#                    logic BASE+7000/BASE+8080, gates BASE+8000 (+10 each), BASE+7100, BASE+9100
+#   BENCH_STOP=1     stop the stack at the end (default: only when this script started it)
+#   BENCH_ONLY       space-separated subset of: idle login p2p-rate p2p-max offline group
+#   BENCH_SCALE      small|default (small: a quick smoke of the whole pipeline)
+#   Sizes: IDLE_USERS IDLE_PROCS IDLE_SRC LOGIN_USERS P2P_USERS P2P_RATE P2P_DUR OFF_USERS
+#          OFF_MSGS GROUP_MEMBERS GROUP_DUR GROUP_RATE
+set -uo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$REPO" || exit 1
+BIN=${BIN:-build}
+case $BIN in /*) ;; *) BIN=$REPO/$BIN ;; esac
+export BIN
+BENCH=$BIN/cim-bench
+OUT=$REPO/bench
+LOGDIR=$OUT/logs
+mkdir -p "$LOGDIR"
+
+export STACK_DIR=${BENCH_STACK_DIR:-$REPO/run}
+export STACK_GATES=${BENCH_GATES:-6}
+export STACK_HOWTO=0
+if [[ -n ${BENCH_PORT_BASE:-} ]]; then
+    B=$BENCH_PORT_BASE
+    export STACK_MYSQL_PORT=$((B + 3306)) STACK_REDIS_PORT=$((B + 6379))
+    export STACK_LOGIC_NN=$((B + 7000)) STACK_LOGIC_HTTP=$((B + 8080))
+    export STACK_GATE_PORT=$((B + 8000)) STACK_GATE_WS=$((B + 8001))
+    export STACK_GATE_NN=$((B + 7100)) STACK_GATE_METRICS=$((B + 9100))
+fi
+# warnings only: the default info level logs every login
+export STACK_LOG_LEVEL=${STACK_LOG_LEVEL:-warn}
+
+SCALE=${BENCH_SCALE:-default}
+if [[ $SCALE == small ]]; then
+    d_idle=2000 d_login=2000 d_p2pu=200 d_rate=2000 d_dur=5 d_offu=100 d_offm=5000 d_gm=500
+    d_gdur=5 d_grate=20
+else
+    d_idle=100000 d_login=20000 d_p2pu=1000 d_rate=25000 d_dur=15 d_offu=200 d_offm=50000
+    d_gm=10000 d_gdur=10 d_grate=20
+fi
+IDLE_USERS=${IDLE_USERS:-$d_idle}
+IDLE_PROCS=${IDLE_PROCS:-$(((IDLE_USERS + 16999) / 17000))}
+IDLE_SRC=${IDLE_SRC:-127.0.0.1-8}
+LOGIN_USERS=${LOGIN_USERS:-$d_login}
+P2P_USERS=${P2P_USERS:-$d_p2pu}
+P2P_RATE=${P2P_RATE:-$d_rate}
+P2P_DUR=${P2P_DUR:-$d_dur}
+OFF_USERS=${OFF_USERS:-$d_offu}
+OFF_MSGS=${OFF_MSGS:-$d_offm}
+GROUP_MEMBERS=${GROUP_MEMBERS:-$d_gm}
+GROUP_DUR=${GROUP_DUR:-$d_gdur}
+GROUP_RATE=${GROUP_RATE:-$d_grate}
+ONLY=${BENCH_ONLY:-idle login p2p-rate p2p-max offline group}
+
+say() { printf 'bench: %s\n' "$*"; }
+
+[[ -x $BENCH ]] || {
+    say "$BENCH missing: make BUILD=${BIN#"$REPO"/} bins"
+    exit 1
+}
+
+# ---- stack
+started=0
+# shellcheck source=deploy/stack-lib.sh
+source "$REPO/deploy/stack-lib.sh"
+stack_init || exit 1
+if ! stack_pid gate1 >/dev/null || ! stack_pid "gate$STACK_GATES" >/dev/null ||
+    ! stack_pid logic1 >/dev/null; then
+    say "starting the stack in $STACK_DIR with $STACK_GATES gates"
+    bash "$REPO/deploy/stack.sh" start || exit 1
+    started=1
+else
+    say "reusing the running stack in $STACK_DIR"
+fi
+stop_stack() {
+    if [[ ${BENCH_STOP:-$started} == 1 ]]; then
+        say "stopping the stack"
+        bash "$REPO/deploy/stack.sh" stop >/dev/null
+    fi
+}
+trap stop_stack EXIT
+
+GATES=""
+for ((i = 1; i <= STACK_GATES; i++)); do
+    GATES+="${GATES:+,}$STACK_HOST:$(stack__inst "gate$i" PORT)"
+done
+GATES2="$STACK_HOST:$(stack__inst gate1 PORT),$STACK_HOST:$(stack__inst gate2 PORT)"
+API="http://$STACK_HOST:$(stack__inst logic1 HTTP)"
+COMMON=(--api "$API" --api-key-file "$STACK_DIR/api_key" --run-dir "$STACK_DIR")
+
+RESULTS=$LOGDIR/results.jsonl
+: >"$RESULTS"
+declare -A CMDS
+
+run() { # NAME ARGS...: run cim-bench, keep its log and RESULT line
+    local name=$1
+    shift
+    local cmd=("$BENCH" "$@" "${COMMON[@]}")
+    CMDS[$name]="build/$(basename "$BIN")/cim-bench $*"
+    say "$name: ${CMDS[$name]}"
+    "${cmd[@]}" 2>&1 | tee "$LOGDIR/$name.log" | grep -E '^(\[|provisioned|group|RESULT)' |
+        awk -v n="$name" '/^RESULT/{print "bench: " n " done"; next} {print "  " $0}' |
+        tail -n 400
+    local line
+    line=$(grep '^RESULT ' "$LOGDIR/$name.log" | tail -1)
+    if [[ -n $line ]]; then
+        printf '{"name":"%s","result":%s}\n' "$name" "${line#RESULT }" >>"$RESULTS"
+    else
+        say "$name: no RESULT line (see $LOGDIR/$name.log)"
+    fi
+    sleep 2
+}
+
+want() { [[ " $ONLY " == *" $1 "* ]]; }
+
+# uid ranges: one per scenario so runs are idempotent and scenarios do not kick each other
+want idle && run idle --scenario idle --gates "$GATES" --users "$IDLE_USERS" --duration 5 \
+    --procs "$IDLE_PROCS" --src-ips "$IDLE_SRC" --conc 1000 --uid-base 710000000
+want login && run login --scenario login --gates "$GATES" --users "$LOGIN_USERS" \
+    --procs 2 --src-ips "$IDLE_SRC" --conc 2000 --uid-base 720000000
+want p2p-rate && run p2p-rate --scenario p2p --gates "$GATES2" --users "$P2P_USERS" \
+    --duration "$P2P_DUR" --rate "$P2P_RATE" --procs 1 --uid-base 730000000 --drain 30
+want p2p-max && run p2p-max --scenario p2p --gates "$GATES2" --users "$P2P_USERS" \
+    --duration "$P2P_DUR" --rate 0 --inflight 2 --procs 1 --uid-base 730000000 --drain 30
+want offline && run offline --scenario offline --gates "$GATES2" --users "$OFF_USERS" \
+    --msgs "$OFF_MSGS" --inflight 16 --duration 60 --procs 1 --uid-base 740000000
+want group && run group --scenario group --gates "$GATES" --members "$GROUP_MEMBERS" \
+    --duration "$GROUP_DUR" --rate "$GROUP_RATE" --procs 1 --uid-base 750000000 --drain 10
+
+# ---- RESULTS.md
+# the exact commands, for RESULTS.md
+: >"$LOGDIR/commands.txt"
+for k in idle login p2p-rate p2p-max offline group; do
+    [[ -n ${CMDS[$k]:-} ]] || continue
+    printf '%s\t%s %s\n' "$k" "${CMDS[$k]}" \
+        "--api $API --api-key-file $STACK_DIR/api_key --run-dir $STACK_DIR" >>"$LOGDIR/commands.txt"
+done
+
+python3 - "$RESULTS" "$OUT/RESULTS.md" "$STACK_GATES" <<'PY' || say "RESULTS.md: python3 failed"
+import json, sys, os, subprocess, datetime
+res = {}
+for line in open(sys.argv[1]):
+    line = line.strip()
+    if line:
+        o = json.loads(line)
+        res[o["name"]] = o["result"]
+gates = sys.argv[3]
+cmds = {}
+try:
+    for l in open(os.path.join(os.path.dirname(sys.argv[1]), "commands.txt")):
+        k, v = l.rstrip("\n").split("\t", 1)
+        cmds[k] = v
+except OSError:
+    pass
+def sh(c):
+    try:
+        return subprocess.run(c, shell=True, capture_output=True, text=True).stdout.strip()
+    except Exception:
+        return "?"
+def ms(h, k):
+    return "%.2f" % h.get(k, 0) if h and h.get("n") else "-"
+rows = []
+def row(test, figure, target, ok):
+    rows.append("| %s | %s | %s | %s |" % (test, figure, target, {True: "met", False: "not met", None: "-"}[ok]))
+r = res.get("idle")
+if r:
+    kib = r.get("bytes_per_conn", 0) / 1024
+    row("idle", "%d/%d connections on %d gates, gate RSS %.0f -> %.0f MiB = %.2f KiB/conn, %.0f logins/s"
+        % (r["conns_ok"], r["users"], r["gates"], r["gate_rss_before_kb"] / 1024, r["gate_rss_after_kb"] / 1024,
+           kib, r.get("logins_per_sec", 0)),
+        "100,000 conns on 5+ gates, <= 1 KiB/conn", r["conns_ok"] >= 100000 and r["gates"] >= 5 and kib <= 1)
+r = res.get("login")
+if r:
+    row("login", "%d/%d token logins, %.0f logins/s, login p50/p99 %s/%s ms"
+        % (r["conns_ok"], r["users"], r.get("logins_per_sec", 0), ms(r["login_ms"], "p50"), ms(r["login_ms"], "p99")),
+        ">= 20,000 logins/s", r.get("logins_per_sec", 0) >= 20000)
+for name, target in (("p2p-rate", "p99 send->deliver <= 20 ms at 25,000 msgs/s"),
+                     ("p2p-max", ">= 50,000 msgs/s acked and delivered")):
+    r = res.get(name)
+    if not r:
+        continue
+    fig = ("rate %s: sent %d acked %d (%.0f/s) delivered %d (%.0f/s) lost %d dup %d; ack p50/p99 %s/%s ms, "
+           "deliver p50/p99 %s/%s ms; gate+logic CPU %.0f%%, db+redis %.0f%%"
+           % (r["rate"] or "closed loop x%d" % r["inflight"], r["sent"], r["acked"], r["acked_per_sec"],
+              r["delivered"], r["delivered_per_sec"], r["lost"], r["dup"], ms(r["ack_ms"], "p50"),
+              ms(r["ack_ms"], "p99"), ms(r["deliver_ms"], "p50"), ms(r["deliver_ms"], "p99"),
+              r["srv_cpu_pct"], r["db_cpu_pct"]))
+    if name == "p2p-rate":
+        ok = r["rate"] >= 25000 and r["acked_per_sec"] >= 0.95 * 25000 and r["deliver_ms"]["p99"] <= 20 and r["lost"] == 0
+    else:
+        ok = r["acked_per_sec"] >= 50000 and r["delivered_per_sec"] >= 50000 and r["lost"] == 0
+    row(name, fig, target, ok)
+r = res.get("offline")
+if r:
+    row("offline", "%d msgs to %d offline users: stored %.0f/s (%d acked), sync %d entries %.0f msgs/s (%d pages), lost %d dup %d"
+        % (r["msgs"], r["users"] // 2, r["stored_per_sec"], r["acked"], r["delivered"], r["sync_per_sec"],
+           r["sync_pages"], r["lost"], r["dup"]),
+        ">= 50,000 stored/s, sync >= 100,000 msgs/s", r["stored_per_sec"] >= 50000 and r["sync_per_sec"] >= 100000)
+r = res.get("group")
+if r:
+    t = r.get("time_to_last_ms", {})
+    row("group", "%d members online (%d conns), %d msgs at %s/s: time-to-last p50/p99 %s/%s ms (incomplete %d), "
+        "%.0f member deliveries/s, lost %d dup %d"
+        % (r["members"], r["conns_ok"], r["group_msgs"], r["rate"], ms(t, "p50"), ms(t, "p99"), r["incomplete"],
+           r["member_deliveries_per_sec"], r["lost"], r["dup"]),
+        "10,000 members: last delivery <= 1 s p99, >= 200,000 deliveries/s",
+        r["members"] >= 10000 and t.get("p99", 1e9) <= 1000 and r["member_deliveries_per_sec"] >= 200000)
+out = []
+out.append("# cim benchmark results (issue 7)\n")
+out.append("Written by `make bench` (bench/run.sh) on %s. Raw RESULT lines: `bench/logs/results.jsonl`, "
+           "full logs: `bench/logs/NAME.log`.\n" % datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S"))
+out.append("Machine: %s cores (`nproc`), %s memory, kernel %s, %s. Server, database, Redis and the "
+           "load generator all share these cores, so every figure is a lower bound of what the "
+           "server alone would do, and runs are noisy.\n"
+           % (sh("nproc"), sh("free -h | awk '/Mem:/{print $2}'"), sh("uname -r"),
+              sh(". /etc/os-release && echo $PRETTY_NAME")))
+out.append("Stack: 1 msg_logic, %s msg_gate, MariaDB (4 shard databases, innodb_flush_log_at_trx_commit=1), "
+           "Redis; log_level warn.\n" % gates)
+out.append("| test | measured | target | |")
+out.append("|---|---|---|---|")
+out += rows
+out.append("\n## Commands\n")
+out.append("```")
+for k, v in cmds.items():
+    out.append(v)
+out.append("```\n")
+out.append("## Per-process figures\n")
+out.append("| test | process | pid | RSS before (KiB) | RSS after (KiB) | CPU % |")
+out.append("|---|---|---|---|---|---|")
+for name, r in res.items():
+    for s in r.get("servers", []):
+        out.append("| %s | %s | %d | %d | %d | %.1f |" % (name, s["name"], s["pid"], s["rss_before_kb"], s["rss_kb"], s["cpu_pct"]))
+# hand-written analysis below the marker survives re-runs
+marker = "<!-- analysis: kept by bench/run.sh -->"
+try:
+    old = open(sys.argv[2]).read()
+    if marker in old:
+        out.append("\n" + marker + old.split(marker, 1)[1].rstrip("\n"))
+except OSError:
+    pass
+open(sys.argv[2], "w").write("\n".join(out) + "\n")
+PY
+
+
+if command -v gnuplot >/dev/null && [[ -x $OUT/plot.sh ]]; then
+    bash "$OUT/plot.sh" "$RESULTS" "$OUT" || say "plot failed"
+else
+    say "gnuplot not found: no PNGs (apt-get install gnuplot-nox)"
+fi
+say "results: bench/RESULTS.md"
