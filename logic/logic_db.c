@@ -616,12 +616,22 @@ static void *worker_main(void *arg)
         int n = 0;
         batch[n++] = job;
         w->head = job->next;
-        while (job->batch && w->head && w->head->batch == job->batch && n < LOGIC_DB_BATCH_MAX) {
-            batch[n++] = w->head;
-            w->head = w->head->next;
+        if (job->batch) {
+            /* every queued job of the same kind joins the batch, in queue order (kinds
+             * interleave in a worker's queue; jobs of one kind keep their order) */
+            logic_job_t **pp = &w->head;
+            while (*pp && n < LOGIC_DB_BATCH_MAX) {
+                if ((*pp)->batch == job->batch) {
+                    batch[n++] = *pp;
+                    *pp = (*pp)->next;
+                } else {
+                    pp = &(*pp)->next;
+                }
+            }
         }
-        if (!w->head)
-            w->tail = NULL;
+        w->tail = NULL;
+        for (logic_job_t *t = w->head; t; t = t->next)
+            w->tail = t;
         pthread_mutex_unlock(&w->mu);
 
         if (w->conn.my && im_mono_ms() - w->used_ms > 1000 && mysql_ping(w->conn.my) != 0) {
