@@ -37,7 +37,7 @@ enum {
 
 typedef struct group_row_s {
     uint64_t group_id, owner_id;
-    char name[129];
+    char name[513]; /* 128 characters of UTF-8 */
     char announcement[1025];
     char intro[513];
     char avatar[513];
@@ -51,7 +51,7 @@ struct gop_s {
     int op;
     int step;
     uint64_t actor, gid;
-    char name[129];
+    char name[513]; /* 128 characters of UTF-8 */
     char announcement[1025];
     int set_name, set_announcement;
     int join_model, mute_model; /* -1 = unchanged */
@@ -234,8 +234,25 @@ static void notify(gop_t *o)
         uint8_t *buf = malloc(len ? len : 1);
         if (buf) {
             cim__def__cimgroup_member_changed_notify__pack(&nt, buf);
-            for (size_t i = 0; i < n; i++)
-                logic_push_user(to[i], 0, 0, IM_CMD_GROUP_MEMBER_CHANGED, buf, len);
+            if (nc <= LOGIC_NOTIFY_ALL_MAX) {
+                for (size_t i = 0; i < n; i++)
+                    logic_push_user(to[i], 0, 0, IM_CMD_GROUP_MEMBER_CHANGED, buf, len);
+            } else {
+                /* a large change: the whole list to the owner and the actor, and each affected
+                 * member its own entry (not 10,000 x 60 KB) */
+                logic_push_user(g->owner_id, 0, 0, IM_CMD_GROUP_MEMBER_CHANGED, buf, len);
+                if (o->actor && o->actor != g->owner_id)
+                    logic_push_user(o->actor, 0, 0, IM_CMD_GROUP_MEMBER_CHANGED, buf, len);
+                uint8_t one[64];
+                nt.n_changed_list = 1;
+                for (size_t i = 0; i < nc; i++) {
+                    if (ci[i].user_id == g->owner_id || ci[i].user_id == o->actor)
+                        continue;
+                    nt.changed_list = &cp[i];
+                    size_t l1 = cim__def__cimgroup_member_changed_notify__pack(&nt, one);
+                    logic_push_user(ci[i].user_id, 0, 0, IM_CMD_GROUP_MEMBER_CHANGED, one, l1);
+                }
+            }
             free(buf);
         }
     }
@@ -805,29 +822,52 @@ static int take_ids(gop_t *o, const uint64_t *ids, size_t n, int add_actor)
     o->ids = malloc((n + 1) * sizeof(uint64_t));
     if (!o->ids)
         return -1;
-    for (size_t i = 0; i < n; i++)
-        o->ids[i] = ids[i] < (1ULL << 53) ? ids[i] : 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!ids[i] || ids[i] >= (1ULL << 53)) {
+            free(o->ids);
+            o->ids = NULL;
+            return 1; /* no such user */
+        }
+        o->ids[i] = ids[i];
+    }
     if (add_actor)
         o->ids[n++] = o->actor;
     o->nids = sort_unique(o->ids, n);
     return 0;
 }
 
+/* strict UTF-8 (no overlong forms, surrogates or code points past U+10FFFF); *cps = code points */
 static int utf8_valid_len(const char *s, size_t *cps)
 {
     const unsigned char *p = (const unsigned char *) s;
     size_t n = 0;
     while (*p) {
-        int len = *p < 0x80         ? 1
-                  : (*p >> 5) == 6  ? 2
-                  : (*p >> 4) == 14 ? 3
-                  : (*p >> 3) == 30 ? 4
-                                    : 0;
-        if (!len)
+        unsigned c = *p;
+        unsigned cp;
+        int len;
+        if (c < 0x80) {
+            len = 1;
+            cp = c;
+        } else if (c >= 0xC2 && c <= 0xDF) {
+            len = 2;
+            cp = c & 0x1F;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            len = 3;
+            cp = c & 0x0F;
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            len = 4;
+            cp = c & 0x07;
+        } else {
             return 0;
-        for (int i = 1; i < len; i++)
+        }
+        for (int i = 1; i < len; i++) {
             if ((p[i] & 0xC0) != 0x80)
                 return 0;
+            cp = (cp << 6) | (p[i] & 0x3F);
+        }
+        if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
+            (cp >= 0xD800 && cp <= 0xDFFF))
+            return 0;
         p += len;
         n++;
     }
@@ -838,7 +878,7 @@ static int utf8_valid_len(const char *s, size_t *cps)
 static int name_ok(const char *name)
 {
     size_t cps = 0;
-    return name && *name && utf8_valid_len(name, &cps) && cps <= 128 && strlen(name) < 129 * 4;
+    return name && *name && strlen(name) <= 512 && utf8_valid_len(name, &cps) && cps <= 128;
 }
 
 static int identity_ok(const logic_req_t *r, uint64_t claimed, uint16_t rsp_cmd)
@@ -878,10 +918,11 @@ void logic_group_create(const logic_req_t *r, const uint8_t *body, size_t len)
         reply_code(r, OP_CREATE, 0, IM_ERR_PERMISSION_DENIED);
     else {
         gop_t *o = gop_new(r, OP_CREATE, 0);
-        if (!o || take_ids(o, q->member_id_list, q->n_member_id_list, 1) < 0) {
+        int t = o ? take_ids(o, q->member_id_list, q->n_member_id_list, 1) : -1;
+        if (t != 0) {
             if (o)
                 gop_free(o);
-            reply_code(r, OP_CREATE, 0, IM_ERR_INTERNAL);
+            reply_code(r, OP_CREATE, 0, t > 0 ? IM_ERR_NOT_FOUND : IM_ERR_INTERNAL);
         } else {
             snprintf(o->name, sizeof(o->name), "%s", q->group_name);
             check_exist(o);
@@ -958,10 +999,11 @@ static void members_op(const logic_req_t *r, int op, const uint8_t *body, size_t
         reply_code(r, op, q->group_id, IM_ERR_INVALID_PARAMETER);
     } else {
         gop_t *o = gop_new(r, op, q->group_id);
-        if (!o || take_ids(o, q->member_id_list, q->n_member_id_list, 0) < 0) {
+        int t = o ? take_ids(o, q->member_id_list, q->n_member_id_list, 0) : -1;
+        if (t != 0) {
             if (o)
                 gop_free(o);
-            reply_code(r, op, q->group_id, IM_ERR_INTERNAL);
+            reply_code(r, op, q->group_id, t > 0 ? IM_ERR_NOT_FOUND : IM_ERR_INTERNAL);
         } else if (op == OP_INVITE) {
             check_exist(o);
         } else {
@@ -1519,10 +1561,11 @@ void logic_group_api_create(uint64_t owner, const char *name, const uint64_t *id
     memset(&r, 0, sizeof(r));
     r.user_id = owner;
     gop_t *o = gop_new(&r, OP_CREATE, 0);
-    if (!o || take_ids(o, ids, n, 1) < 0) {
+    int t = o ? take_ids(o, ids, n, 1) : -1;
+    if (t != 0) {
         if (o)
             gop_free(o);
-        done(ud, IM_ERR_INTERNAL, 0);
+        done(ud, t > 0 ? IM_ERR_NOT_FOUND : IM_ERR_INTERNAL, 0);
         return;
     }
     o->api_cb = done;
@@ -1535,10 +1578,11 @@ void logic_group_api_members(uint64_t gid, int add, const uint64_t *ids, size_t 
                              logic_group_api_cb done, void *ud)
 {
     gop_t *o = gop_new(NULL, add ? OP_API_ADD : OP_API_DEL, gid);
-    if (!o || take_ids(o, ids, n, 0) < 0) {
+    int t = o ? take_ids(o, ids, n, 0) : -1;
+    if (t != 0) {
         if (o)
             gop_free(o);
-        done(ud, IM_ERR_INTERNAL, gid);
+        done(ud, t > 0 ? IM_ERR_NOT_FOUND : IM_ERR_INTERNAL, gid);
         return;
     }
     o->api_cb = done;

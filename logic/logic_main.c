@@ -530,7 +530,7 @@ int main(int argc, char **argv)
 
     if (logic_db_start(l) < 0)
         return 2;
-    l->redis = im_redis_new(l->loop, l->cfg.redis_addr, 2000);
+    l->redis = im_redis_new(l->loop, l->cfg.redis_addr, 5000);
     if (!l->redis) {
         log_error("bad redis_addr %s", l->cfg.redis_addr);
         return 2;
