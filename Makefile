@@ -55,7 +55,8 @@ UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 E2E_BINS  := $(patsubst tests/e2e/%.c,$(BUILD)/tests/%,$(E2E_SRC))
 
 .SECONDARY:
-.PHONY: all bins tests deps run stop test test-unit test-e2e test-valgrind bench lint format clean
+.PHONY: all bins tests deps run stop test test-unit test-e2e test-valgrind test-multihost bench lint \
+        format clean
 all: bins tests
 bins: $(BINS)
 tests: $(UNIT_BINS) $(E2E_BINS)
@@ -119,6 +120,12 @@ test-unit:
 test-valgrind: deps
 	@$(MAKE) --no-print-directory BUILD=build/vg OPTIMIZATION=-O1 all
 	@BIN=build/vg VALGRIND=1 bash tests/run.sh core
+
+# several hosts in network namespaces (root), and the compose file's validation
+test-multihost: deps
+	@$(MAKE) --no-print-directory bins
+	@BIN=build bash tests/multihost/test_compose.sh
+	@BIN=build bash tests/multihost/run.sh
 
 bench: deps
 	@$(MAKE) --no-print-directory bins
