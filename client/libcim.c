@@ -399,10 +399,26 @@ static int connect_gate(cim_client_t *c, int idx, int64_t deadline)
     struct addrinfo *res = NULL;
     if (getaddrinfo(g->host, port, &hints, &res) != 0 || !res)
         return CIM_EINVAL;
-    int rc = CIM_EINVAL;
-    for (const struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-        rc = connect_ai(c, ai, deadline);
-        if (rc >= 0 || rc == CIM_ETIMEDOUT)
+    /* a name with several addresses (gates behind DNS): start at a random one, so clients
+     * spread over the gates (glibc sorts A records the same way for everyone), and give each
+     * an equal share of the time left, so one dead address cannot use it all */
+    const struct addrinfo *list[32];
+    int n = 0;
+    for (const struct addrinfo *ai = res; ai && n < 32; ai = ai->ai_next)
+        list[n++] = ai;
+    unsigned pick = (unsigned) now_ms() ^ (unsigned) getpid() ^ (unsigned) (uintptr_t) c;
+    int rc = CIM_EINVAL, first = n > 1 ? (int) (pick % (unsigned) n) : 0;
+    for (int i = 0; i < n; i++) {
+        int64_t left = remaining(deadline);
+        if (left <= 0) {
+            rc = CIM_ETIMEDOUT;
+            break;
+        }
+        int64_t share = left / (n - i);
+        if (share < 500)
+            share = left < 500 ? left : 500;
+        rc = connect_ai(c, list[(first + i) % n], now_ms() + share);
+        if (rc >= 0)
             break;
     }
     freeaddrinfo(res);
