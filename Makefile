@@ -56,7 +56,7 @@ E2E_BINS  := $(patsubst tests/e2e/%.c,$(BUILD)/tests/%,$(E2E_SRC))
 
 .SECONDARY:
 .PHONY: all bins tests deps run stop test test-unit test-e2e test-valgrind test-multihost bench lint \
-        format clean
+        format clean fuzz fuzz-short
 all: bins tests
 bins: $(BINS)
 tests: $(UNIT_BINS) $(E2E_BINS)
@@ -126,6 +126,14 @@ test-multihost: deps
 	@$(MAKE) --no-print-directory bins
 	@BIN=build bash tests/multihost/test_compose.sh
 	@BIN=build bash tests/multihost/run.sh
+
+# libFuzzer targets (tests/fuzz/), 600 s each; with the CIM_* variables of a running stack
+# exported it also fuzzes that stack over the network. `make test` runs the short version.
+fuzz:
+	@bash tests/fuzz/run.sh long
+
+fuzz-short:
+	@bash tests/fuzz/run.sh short
 
 bench: deps
 	@$(MAKE) --no-print-directory bins

@@ -187,6 +187,9 @@ uint64_t logic_user_alloc_id(logic_dbc_t *c, const char *name);
 int logic_user_name_valid(const char *name);
 int logic_user_pwd_valid(const char *pwd, size_t len);
 void logic_lower(char *dst, const char *src, size_t cap);
+/* Strict UTF-8 (no overlong forms, surrogates, code points past U+10FFFF); *cps gets the count
+ * of code points. 1 valid, 0 not. */
+int logic_utf8_valid(const char *s, size_t *cps);
 
 /* ---------------------------------------------------------------- logic_auth.c */
 void logic_auth_register(const logic_req_t *r, const uint8_t *body, size_t len);

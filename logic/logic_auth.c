@@ -146,7 +146,7 @@ static void reply_auth_fail(const logic_req_t *r, uint32_t code, const char *msg
 
 typedef struct reg_s {
     logic_req_t req;
-    char nick[129];
+    char nick[513]; /* 128 characters of UTF-8 */
 } reg_t;
 
 static void register_done(void *ud, int result, uint64_t uid, uint32_t ver)
@@ -174,10 +174,15 @@ void logic_auth_register(const logic_req_t *r, const uint8_t *body, size_t len)
         reply_register(r, IM_ERR_USER_INVALID_PARAMETER, "malformed request", 0, NULL);
         return;
     }
+    size_t nick_cps = 0;
     if (!logic_user_name_valid(q->user_name) ||
-        !logic_user_pwd_valid(q->user_pwd, strlen(q->user_pwd)) || strlen(q->nick_name) > 128) {
+        !logic_user_pwd_valid(q->user_pwd, strlen(q->user_pwd)) ||
+        !logic_utf8_valid(q->nick_name, &nick_cps) || nick_cps > 128 ||
+        strlen(q->nick_name) > 512) {
         reply_register(r, IM_ERR_USER_INVALID_PARAMETER,
-                       "user name: 3-32 of [A-Za-z0-9_.-]; password: 6-128 bytes", 0, NULL);
+                       "user name: 3-32 of [A-Za-z0-9_.-]; password: 6-128 bytes; nick: up to "
+                       "128 characters of UTF-8",
+                       0, NULL);
         sodium_memzero(q->user_pwd, strlen(q->user_pwd));
         cim__def__cimregister_req__free_unpacked(q, NULL);
         return;

@@ -836,49 +836,10 @@ static int take_ids(gop_t *o, const uint64_t *ids, size_t n, int add_actor)
     return 0;
 }
 
-/* strict UTF-8 (no overlong forms, surrogates or code points past U+10FFFF); *cps = code points */
-static int utf8_valid_len(const char *s, size_t *cps)
-{
-    const unsigned char *p = (const unsigned char *) s;
-    size_t n = 0;
-    while (*p) {
-        unsigned c = *p;
-        unsigned cp;
-        int len;
-        if (c < 0x80) {
-            len = 1;
-            cp = c;
-        } else if (c >= 0xC2 && c <= 0xDF) {
-            len = 2;
-            cp = c & 0x1F;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            len = 3;
-            cp = c & 0x0F;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            len = 4;
-            cp = c & 0x07;
-        } else {
-            return 0;
-        }
-        for (int i = 1; i < len; i++) {
-            if ((p[i] & 0xC0) != 0x80)
-                return 0;
-            cp = (cp << 6) | (p[i] & 0x3F);
-        }
-        if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
-            (cp >= 0xD800 && cp <= 0xDFFF))
-            return 0;
-        p += len;
-        n++;
-    }
-    *cps = n;
-    return 1;
-}
-
 static int name_ok(const char *name)
 {
     size_t cps = 0;
-    return name && *name && strlen(name) <= 512 && utf8_valid_len(name, &cps) && cps <= 128;
+    return name && *name && strlen(name) <= 512 && logic_utf8_valid(name, &cps) && cps <= 128;
 }
 
 static int identity_ok(const logic_req_t *r, uint64_t claimed, uint16_t rsp_cmd)

@@ -179,8 +179,11 @@ static void api_users_post(http_req_t *r, json_t *body)
                            "user_name: 3-32 characters of [A-Za-z0-9_.-]", NULL);
     if (pwd && !logic_user_pwd_valid(pwd, strlen(pwd)))
         return http_finish(r, 400, IM_ERR_USER_INVALID_PARAMETER, "password: 6-128 bytes", NULL);
-    if ((nick && strlen(nick) > 128) || (avatar && strlen(avatar) > 512))
-        return http_finish(r, 400, -1, "nick_name <= 128 bytes, avatar_url <= 512 bytes", NULL);
+    size_t cps = 0;
+    if ((nick && (strlen(nick) > 512 || !logic_utf8_valid(nick, &cps) || cps > 128)) ||
+        (avatar && strlen(avatar) > 512))
+        return http_finish(r, 400, IM_ERR_USER_INVALID_PARAMETER,
+                           "nick_name: up to 128 characters; avatar_url <= 512 bytes", NULL);
     logic_user_create(uid, name, nick, avatar, pwd, users_created, r);
 }
 

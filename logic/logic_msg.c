@@ -49,7 +49,7 @@ struct logic_msg_s {
     int ready_res;    /* 0 store it, else the CIMResCode to answer */
     int need_nick;    /* the store looks up the author's nick (not in this logic's cache) */
     uint64_t recv_us; /* when the request arrived (ack latency) */
-    char nick[129];
+    char nick[513];   /* 128 characters of UTF-8 */
 };
 
 typedef struct sender_q_s {
@@ -1010,6 +1010,8 @@ void logic_msg_send(const logic_req_t *r, const uint8_t *body, size_t len)
         refuse(r, d, IM_RES_REFUSED, "message to oneself");
     else if ((uint32_t) d->msg_type == LOGIC_NOTIFICATION)
         refuse(r, d, IM_RES_REFUSED, "clients cannot send notifications");
+    else if ((uint32_t) d->msg_type > 10)
+        refuse(r, d, IM_RES_REFUSED, "msg_type out of range (0-10)");
     else if (g_logic.worker_id < 0)
         refuse(r, d, IM_RES_ERROR, "no message id worker leased yet");
     else {

@@ -65,6 +65,45 @@ int logic_user_pwd_valid(const char *pwd, size_t len)
     return len >= 6 && len <= 128;
 }
 
+/* strict UTF-8 (no overlong forms, surrogates or code points past U+10FFFF); *cps = code points */
+int logic_utf8_valid(const char *s, size_t *cps)
+{
+    const unsigned char *p = (const unsigned char *) s;
+    size_t n = 0;
+    while (*p) {
+        unsigned c = *p;
+        unsigned cp;
+        int len;
+        if (c < 0x80) {
+            len = 1;
+            cp = c;
+        } else if (c >= 0xC2 && c <= 0xDF) {
+            len = 2;
+            cp = c & 0x1F;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            len = 3;
+            cp = c & 0x0F;
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            len = 4;
+            cp = c & 0x07;
+        } else {
+            return 0;
+        }
+        for (int i = 1; i < len; i++) {
+            if ((p[i] & 0xC0) != 0x80)
+                return 0;
+            cp = (cp << 6) | (p[i] & 0x3F);
+        }
+        if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
+            (cp >= 0xD800 && cp <= 0xDFFF))
+            return 0;
+        p += len;
+        n++;
+    }
+    *cps = n;
+    return 1;
+}
+
 void logic_lower(char *dst, const char *src, size_t cap)
 {
     size_t i = 0;
@@ -85,7 +124,7 @@ typedef struct create_s {
     int explicit_uid;
     char name[33], name_lc[33];
     int has_name;
-    char nick[129];
+    char nick[513]; /* 128 characters of UTF-8 */
     char avatar[513];
     char *hash;
     logic_user_created_cb cb;

@@ -7,7 +7,7 @@
 typedef struct logic_user_s {
     uint64_t user_id;
     char user_name[33];
-    char nick[129];
+    char nick[513]; /* 128 characters of UTF-8 */
     char avatar[513];
     char pwd_hash[129]; /* "" when the user has no password */
     uint32_t token_ver;
