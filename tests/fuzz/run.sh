@@ -27,7 +27,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 MODE=${1:-short}
 case $MODE in
-    short) SECS=${FUZZ_SECONDS:-30} ;;
+    short) SECS=${FUZZ_SECONDS:-20} ;;
     long) SECS=${FUZZ_SECONDS:-600} ;;
     regress) SECS=0 ;;
     *)
@@ -38,9 +38,9 @@ esac
 if [[ $MODE == long ]]; then
     NET_SECONDS=${NET_SECONDS:-300}
 else
-    NET_SECONDS=${NET_SECONDS:-40}
+    NET_SECONDS=${NET_SECONDS:-25}
 fi
-HTTP_SECONDS=${HTTP_SECONDS:-30}
+HTTP_SECONDS=${HTTP_SECONDS:-20}
 OUT=${FUZZ_OUT:-$REPO/build/fuzz}
 case $OUT in /*) ;; *) OUT=$REPO/$OUT ;; esac
 TARGETS=(fuzz_codec fuzz_proto fuzz_ws)
