@@ -212,14 +212,16 @@ static void on_marker(im_redis_t *r, redisReply *reply, void *ud)
 void gate_link_registry_tick(gate_t *g)
 {
     uint64_t now = im_now_ms();
-    char member[256], score[32], nowbuf[32];
+    char member[256], score[32], nowbuf[32], oldbuf[32];
     snprintf(member, sizeof(member), "%llu|%s", (unsigned long long) g->id, g->cfg.gate_nn_addr);
     snprintf(score, sizeof(score), "%llu",
              (unsigned long long) (now + (uint64_t) g->cfg.registry_ttl * 1000));
     snprintf(nowbuf, sizeof(nowbuf), "%llu", (unsigned long long) now);
+    snprintf(oldbuf, sizeof(oldbuf), "%llu", (unsigned long long) (now - 60000));
     if (!g->draining)
         im_redis_cmd(g->redis, NULL, NULL, "ZADD cim:gates %s %s", score, member);
-    im_redis_cmd(g->redis, NULL, NULL, "ZREMRANGEBYSCORE cim:gates -inf %s", nowbuf);
+    /* expired gates stay listed a minute, so logics see them expire and clean their routes */
+    im_redis_cmd(g->redis, NULL, NULL, "ZREMRANGEBYSCORE cim:gates -inf %s", oldbuf);
     im_redis_cmd(g->redis, on_logics, g, "ZRANGEBYSCORE cim:logics %s +inf WITHSCORES", nowbuf);
     if (!g->draining && g->nlogics)
         im_redis_cmd(g->redis, on_marker, g, "SET cim:gmark:%llu 1 NX", (unsigned long long) g->id);

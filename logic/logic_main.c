@@ -281,9 +281,11 @@ static void on_gates(im_redis_t *r, redisReply *reply, void *ud)
     void *v0;
     if (!reply || reply->type != REDIS_REPLY_ARRAY)
         return;
-    for (size_t i = 0; i < reply->elements; i++) {
-        const redisReply *mem = reply->element[i];
-        if (mem->type != REDIS_REPLY_STRING || mem->len > 200)
+    uint64_t now_wall = im_now_ms(), now = im_mono_ms();
+    uint64_t ttl_ms = (uint64_t) g_logic.cfg.registry_ttl * 1000;
+    for (size_t i = 0; i + 1 < reply->elements; i += 2) {
+        const redisReply *mem = reply->element[i], *sc = reply->element[i + 1];
+        if (mem->type != REDIS_REPLY_STRING || mem->len > 200 || sc->type != REDIS_REPLY_STRING)
             continue;
         char buf[201];
         memcpy(buf, mem->str, mem->len);
@@ -292,25 +294,30 @@ static void on_gates(im_redis_t *r, redisReply *reply, void *ud)
         if (!bar)
             continue;
         *bar = 0;
-        uint64_t id = strtoull(buf, NULL, 10);
-        logic_gate_t *gt = id ? logic_gate_get(id, bar + 1) : NULL;
-        if (gt)
-            gt->listed_ms = im_mono_ms();
+        uint64_t id = strtoull(buf, NULL, 10), expires = strtoull(sc->str, NULL, 10);
+        if (!id)
+            continue;
+        if (expires >= now_wall) {
+            logic_gate_t *gt = logic_gate_get(id, bar + 1);
+            if (gt)
+                gt->listed_ms = now;
+            continue;
+        }
+        /* its registration expired (it did not refresh for a TTL): dead, unless it spoke to us
+         * lately; its routes go (one logic does it: the claim is in Redis) */
+        logic_gate_t *gt = im_map_get(&g_logic.gates, id);
+        if (!gt || (now - gt->seen_ms > ttl_ms && now - gt->listed_ms > ttl_ms))
+            logic_presence_gate_gone(id);
     }
     int64_t queued = 0;
     for (size_t it = 0; im_map_next(&g_logic.gates, &it, &k0, &v0);)
         queued += (int64_t) im_nn_out_queued(((logic_gate_t *) v0)->out);
     im_metric_set(g_logic.m.nn_queue, queued);
-    /* a gate the registry has not listed for twice its TTL, and that has sent nothing since,
-     * is dead: its routes go (one logic does it), and after a minute we forget it */
-    uint64_t now = im_mono_ms(), k, dead_ms = (uint64_t) g_logic.cfg.registry_ttl * 2000;
+    /* forget gates nobody has mentioned for a minute */
+    uint64_t k;
     void *v;
     for (size_t it = 0; im_map_next(&g_logic.gates, &it, &k, &v);) {
         logic_gate_t *gt = v;
-        if (gt->listed_ms && now - gt->listed_ms > dead_ms && now - gt->seen_ms > dead_ms) {
-            logic_presence_gate_gone(gt->id);
-            gt->listed_ms = 0;
-        }
         if (now - gt->seen_ms > GATE_FORGET_MS) {
             log_info("gate %llu gone", (unsigned long long) gt->id);
             im_nn_out_close(gt->out);
@@ -333,7 +340,9 @@ static void registry_tick(uv_timer_t *t)
     if (!l->stopping)
         im_redis_cmd(l->redis, NULL, NULL, "ZADD cim:logics %s %s", score, member);
     im_redis_cmd(l->redis, NULL, NULL, "ZREMRANGEBYSCORE cim:logics -inf %s", nowbuf);
-    im_redis_cmd(l->redis, on_gates, l, "ZRANGEBYSCORE cim:gates %s +inf", nowbuf);
+    char oldbuf[32];
+    snprintf(oldbuf, sizeof(oldbuf), "%llu", (unsigned long long) (now - 60000));
+    im_redis_cmd(l->redis, on_gates, l, "ZRANGEBYSCORE cim:gates %s +inf WITHSCORES", oldbuf);
 }
 
 /* ---------------------------------------------------------------- start / stop */

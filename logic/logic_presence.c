@@ -17,6 +17,7 @@
 #include "logic.h"
 #include "logic_msg.h"
 #include "logic_presence.h"
+#include "logic_user.h"
 #include "proto/cim.pb-c.h"
 #include "proto/internal.pb-c.h"
 
@@ -240,10 +241,13 @@ static void gclean_claimed(im_redis_t *r, redisReply *reply, void *ud)
     gclean_t *g = ud;
     (void) r;
     /* one logic cleans (SET NX); the others see nil */
-    if (reply && reply->type == REDIS_REPLY_STATUS &&
-        im_redis_cmd(g_logic.redis, gclean_members, g, "SMEMBERS cim:gr:%llu",
-                     (unsigned long long) g->gid) == 0)
-        return;
+    if (reply && reply->type == REDIS_REPLY_STATUS) {
+        /* if the gate was only slow, losing its marker makes it announce its connections again */
+        im_redis_cmd(g_logic.redis, NULL, NULL, "DEL cim:gmark:%llu", (unsigned long long) g->gid);
+        if (im_redis_cmd(g_logic.redis, gclean_members, g, "SMEMBERS cim:gr:%llu",
+                         (unsigned long long) g->gid) == 0)
+            return;
+    }
     free(g);
 }
 
@@ -264,7 +268,39 @@ typedef struct ol_s {
     logic_req_t req;
     uint32_t offset, limit;
     long long total;
+    uint64_t *uids;
+    size_t n;
 } ol_t;
+
+static void ol_answer(void *ud, int rc, char **nicks)
+{
+    ol_t *o = ud;
+    size_t n = o->n;
+    CIM__Def__CIMUserInfo *ui = calloc(n ? n : 1, sizeof(*ui));
+    CIM__Def__CIMUserInfo **up = calloc(n ? n : 1, sizeof(*up));
+    if (ui && up)
+        for (size_t i = 0; i < n; i++) {
+            cim__def__cimuser_info__init(&ui[i]);
+            ui[i].user_id = o->uids[i];
+            /* names from MySQL; the local cache when the shard did not answer */
+            ui[i].nick_name =
+                rc == 0 && nicks && nicks[i] ? nicks[i] : (char *) logic_nick_get(o->uids[i]);
+            up[i] = &ui[i];
+        }
+    CIM__Def__CIMOnlineUserListRsp rsp = CIM__DEF__CIMONLINE_USER_LIST_RSP__INIT;
+    rsp.user_id = o->req.user_id;
+    rsp.total_online = (uint32_t) o->total;
+    rsp.n_user_list = ui && up ? n : 0;
+    rsp.user_list = up;
+    rsp.next_offset =
+        (uint64_t) o->offset + n < (uint64_t) o->total && n ? o->offset + (uint32_t) n : 0;
+    rsp.result_code = IM_ERR_SUCCESS;
+    logic_reply(&o->req, IM_CMD_ONLINE_LIST_RSP, &rsp);
+    free(ui);
+    free(up);
+    free(o->uids);
+    free(o);
+}
 
 static void ol_page(im_redis_t *r, redisReply *reply, void *ud)
 {
@@ -275,32 +311,16 @@ static void ol_page(im_redis_t *r, redisReply *reply, void *ud)
         free(o);
         return;
     }
-    size_t n = reply->elements;
-    CIM__Def__CIMUserInfo *ui = calloc(n ? n : 1, sizeof(*ui));
-    CIM__Def__CIMUserInfo **up = calloc(n ? n : 1, sizeof(*up));
-    size_t k = 0;
-    if (ui && up)
-        for (size_t i = 0; i < n; i++) {
-            if (reply->element[i]->type != REDIS_REPLY_STRING)
-                continue;
-            cim__def__cimuser_info__init(&ui[k]);
-            ui[k].user_id = strtoull(reply->element[i]->str, NULL, 10);
-            ui[k].nick_name = (char *) logic_nick_get(ui[k].user_id);
-            up[k] = &ui[k];
-            k++;
-        }
-    CIM__Def__CIMOnlineUserListRsp rsp = CIM__DEF__CIMONLINE_USER_LIST_RSP__INIT;
-    rsp.user_id = o->req.user_id;
-    rsp.total_online = (uint32_t) o->total;
-    rsp.n_user_list = k;
-    rsp.user_list = up;
-    rsp.next_offset =
-        (uint64_t) o->offset + n < (uint64_t) o->total && n ? o->offset + (uint32_t) n : 0;
-    rsp.result_code = IM_ERR_SUCCESS;
-    logic_reply(&o->req, IM_CMD_ONLINE_LIST_RSP, &rsp);
-    free(ui);
-    free(up);
-    free(o);
+    o->uids = calloc(reply->elements ? reply->elements : 1, sizeof(uint64_t));
+    if (!o->uids) {
+        logic_reply_error(&o->req, IM_ERR_INTERNAL);
+        free(o);
+        return;
+    }
+    for (size_t i = 0; i < reply->elements; i++)
+        if (reply->element[i]->type == REDIS_REPLY_STRING)
+            o->uids[o->n++] = strtoull(reply->element[i]->str, NULL, 10);
+    logic_user_nicks(o->uids, o->n, ol_answer, o);
 }
 
 static void ol_count(im_redis_t *r, redisReply *reply, void *ud)

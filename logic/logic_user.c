@@ -411,3 +411,124 @@ void logic_user_bump_token(uint64_t uid, void (*cb)(void *ud, int rc, uint32_t v
     b->ud = ud;
     logic_db_submit(im_shard_of(uid, IM_SHARD_COUNT), uid, &b->job);
 }
+
+/* ---------------------------------------------------------------- nick names of many users */
+
+typedef struct nicks_s nicks_t;
+
+typedef struct nicks_part_s {
+    logic_job_t job;
+    nicks_t *all;
+    unsigned shard;
+} nicks_part_t;
+
+struct nicks_s {
+    const uint64_t *ids;
+    size_t n;
+    char **nicks;
+    int pending, failed;
+    uint64_t row_uid;
+    char row_nick[513];
+    void (*cb)(void *ud, int rc, char **nicks);
+    void *ud;
+};
+
+static db_tpl_t nick_select = {
+    "SELECT user_id, nick_name FROM im_user WHERE user_id IN (", "?", ")", {0}};
+
+static void nick_row(void *ud)
+{
+    nicks_t *a = ud;
+    for (size_t i = 0; i < a->n; i++)
+        if (a->ids[i] == a->row_uid && !a->nicks[i])
+            a->nicks[i] = strdup(a->row_nick);
+}
+
+static void nicks_work(logic_job_t *job, logic_dbc_t *c)
+{
+    nicks_part_t *p = (nicks_part_t *) job;
+    nicks_t *a = p->all;
+    uint64_t ids[DB_ROWS_MAX];
+    size_t i = 0;
+    while (i < a->n) {
+        int k = 0;
+        for (; i < a->n && k < DB_ROWS_MAX; i++)
+            if (im_shard_of(a->ids[i], IM_SHARD_COUNT) == p->shard)
+                ids[k++] = a->ids[i];
+        if (!k)
+            break;
+        /* the statement sizes are 64, 16, 4, 1: pad with the last id */
+        int sz = k > 16 ? 64 : k > 4 ? 16 : k > 1 ? 4 : 1;
+        db_binds_t *b = db_conn_binds(c);
+        if (!b) {
+            job->rc = DB_ERR;
+            return;
+        }
+        for (int j = 0; j < sz; j++)
+            dbb_u64(b, ids[j < k ? j : k - 1]);
+        long r = db_exec_binds(c, db_tpl_sql(&nick_select, sz), b, nick_row, a, "Us", &a->row_uid,
+                               a->row_nick, sizeof(a->row_nick));
+        if (r < 0) {
+            job->rc = (int) r;
+            return;
+        }
+    }
+}
+
+static void nicks_finish(nicks_t *a)
+{
+    a->cb(a->ud, a->failed ? -1 : 0, a->nicks);
+    for (size_t i = 0; i < a->n; i++)
+        free(a->nicks[i]);
+    free(a->nicks);
+    free(a);
+}
+
+static void nicks_done(logic_job_t *job)
+{
+    nicks_part_t *p = (nicks_part_t *) job;
+    nicks_t *a = p->all;
+    if (job->rc != DB_OK)
+        a->failed = 1;
+    free(p);
+    if (--a->pending == 0)
+        nicks_finish(a);
+}
+
+void logic_user_nicks(const uint64_t *ids, size_t n, void (*cb)(void *ud, int rc, char **nicks),
+                      void *ud)
+{
+    nicks_t *a = calloc(1, sizeof(*a));
+    if (a)
+        a->nicks = calloc(n ? n : 1, sizeof(char *));
+    if (!a || !a->nicks) {
+        free(a);
+        cb(ud, -1, NULL);
+        return;
+    }
+    a->ids = ids;
+    a->n = n;
+    a->cb = cb;
+    a->ud = ud;
+    a->pending = 1;
+    for (unsigned s = 0; s < IM_SHARD_COUNT; s++) {
+        int any = 0;
+        for (size_t i = 0; i < n && !any; i++)
+            any = im_shard_of(ids[i], IM_SHARD_COUNT) == s;
+        if (!any)
+            continue;
+        nicks_part_t *p = calloc(1, sizeof(*p));
+        if (!p) {
+            a->failed = 1;
+            continue;
+        }
+        p->all = a;
+        p->shard = s;
+        p->job.work = nicks_work;
+        p->job.done = nicks_done;
+        a->pending++;
+        logic_db_submit(s, 0, &p->job);
+    }
+    if (--a->pending == 0) /* the starting reference: nothing was submitted */
+        nicks_finish(a);
+}

@@ -28,4 +28,9 @@ void logic_user_get(uint64_t uid, const char *name, logic_user_found_cb cb, void
 /* token_ver += 1; cb rc 1 ok (ver = the new version), 0 no such user, -1 storage. */
 void logic_user_bump_token(uint64_t uid, void (*cb)(void *ud, int rc, uint32_t ver), void *ud);
 
+/* Nick names of ids[0..n) (ids must stay valid until cb): cb gets nicks[i] (NULL when
+ * unknown; owned by the call) or rc -1. */
+void logic_user_nicks(const uint64_t *ids, size_t n, void (*cb)(void *ud, int rc, char **nicks),
+                      void *ud);
+
 #endif
