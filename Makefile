@@ -56,7 +56,7 @@ E2E_BINS  := $(patsubst tests/e2e/%.c,$(BUILD)/tests/%,$(E2E_SRC))
 
 .SECONDARY:
 .PHONY: all bins tests deps run stop test test-unit test-e2e test-valgrind test-multihost bench lint \
-        format clean fuzz fuzz-short
+        format clean fuzz fuzz-short chaos
 all: bins tests
 bins: $(BINS)
 tests: $(UNIT_BINS) $(E2E_BINS)
@@ -126,6 +126,12 @@ test-multihost: deps
 	@$(MAKE) --no-print-directory bins
 	@BIN=build bash tests/multihost/test_compose.sh
 	@BIN=build bash tests/multihost/run.sh
+
+# the chaos suite at full length (faults: logic/gate kill -9, Redis wiped, MariaDB and one
+# shard stopped, logic paused); `make test` runs the short version
+chaos: deps
+	@$(MAKE) --no-print-directory BUILD=build/asan SANITIZER=address all
+	@CHAOS_LONG=1 BIN=build/asan bash tests/chaos/run.sh
 
 # libFuzzer targets (tests/fuzz/), 600 s each; with the CIM_* variables of a running stack
 # exported it also fuzzes that stack over the network. `make test` runs the short version.

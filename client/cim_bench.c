@@ -2077,13 +2077,15 @@ int main(int argc, char **argv)
             }
         }
     } else {
-        qsort(F.deliv.v, F.deliv.n, 8, cmp_u64);
-        qsort(F.acked.v, F.acked.n, 8, cmp_u64);
+        if (F.deliv.n)
+            qsort(F.deliv.v, F.deliv.n, 8, cmp_u64);
+        if (F.acked.n)
+            qsort(F.acked.v, F.acked.n, 8, cmp_u64);
         for (size_t i = 0; i < F.acked.n; i++)
-            if (!bsearch(&F.acked.v[i], F.deliv.v, F.deliv.n, 8, cmp_u64))
+            if (!F.deliv.n || !bsearch(&F.acked.v[i], F.deliv.v, F.deliv.n, 8, cmp_u64))
                 lost++;
         for (size_t i = 0; i < F.deliv.n; i++)
-            if (!bsearch(&F.deliv.v[i], F.acked.v, F.acked.n, 8, cmp_u64))
+            if (!F.acked.n || !bsearch(&F.deliv.v[i], F.acked.v, F.acked.n, 8, cmp_u64))
                 unacked_delivered++;
     }
 
@@ -2170,5 +2172,9 @@ int main(int argc, char **argv)
     J("}");
 #undef J
     printf("RESULT %s\n", out);
+    free(F.acked.v);
+    free(F.deliv.v);
+    free(F.gcnt);
+    free(F.gmax);
     return 0;
 }

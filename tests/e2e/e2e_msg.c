@@ -275,6 +275,16 @@ TEST(msg_history_pages)
         ids[i] = msg_send_ok(ca, b, text, NULL);
         CHECK(i == 0 || ids[i] > ids[i - 1]);
     }
+    /* the ack means stored on A's shard; B's inbox rows follow (fan-out): wait for B's copies */
+    int got = 0;
+    for (int i = 0; i < 25; i++) {
+        CIM__Def__CIMMsgData *d = msg_next(cb, 10000);
+        if (!d)
+            break;
+        got++;
+        cim__def__cimmsg_data__free_unpacked(d, NULL);
+    }
+    CHECK_EQ_INT(got, 25);
     for (int who = 0; who < 2; who++) { /* B's view, then A's */
         cim_client_t *c = who ? ca : cb;
         uint64_t peer = who ? b : a;
