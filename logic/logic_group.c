@@ -90,7 +90,7 @@ static size_t sort_unique(uint64_t *v, size_t n)
 
 static int contains(const uint64_t *v, size_t n, uint64_t x)
 {
-    return bsearch(&x, v, n, sizeof(*v), cmp_u64) != NULL;
+    return n && bsearch(&x, v, n, sizeof(*v), cmp_u64) != NULL;
 }
 
 static void gop_free(gop_t *o)

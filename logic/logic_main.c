@@ -316,6 +316,7 @@ static void on_gates(im_redis_t *r, redisReply *reply, void *ud)
     /* forget gates nobody has mentioned for a minute */
     uint64_t k;
     void *v;
+    now = im_mono_ms(); /* after the updates above: seen_ms may be newer than the first now */
     for (size_t it = 0; im_map_next(&g_logic.gates, &it, &k, &v);) {
         logic_gate_t *gt = v;
         if (now - gt->seen_ms > GATE_FORGET_MS) {
