@@ -186,11 +186,14 @@ static void on_logics(im_redis_t *r, redisReply *reply, void *ud)
         if (nseen < GATE_MAX_LOGICS)
             seen[nseen++] = id;
     }
+    /* a logic missing from the list goes when its last known registration has expired (the
+     * list may be empty for a moment because Redis lost its data: logics re-register) */
+    uint64_t now = im_now_ms();
     for (int k = g->nlogics - 1; k >= 0; k--) {
         int found = 0;
         for (int j = 0; j < nseen; j++)
             found |= seen[j] == g->logics[k].id;
-        if (!found)
+        if (!found && g->logics[k].expires_ms < now)
             logic_remove(g, k);
     }
     im_metric_set(g->m.logics, g->nlogics);

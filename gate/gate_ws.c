@@ -171,6 +171,10 @@ static void serve_file(gate_conn_t *c, const char *path)
     gate_t *g = gate_conn_gate(c);
     const char *root = g->cfg.gate_web_root;
     static const char nf[] = "not found\n";
+    char clean[256];
+    snprintf(clean, sizeof(clean), "%s", path);
+    clean[strcspn(clean, "?#")] = 0; /* the query and fragment are the page's business */
+    path = clean;
     if (!root || !*root || path[0] != '/' || strstr(path, "..") || strlen(path) > 200) {
         http_reply(c, 404, "Not Found", "text/plain", (const uint8_t *) nf, sizeof(nf) - 1);
         return;
