@@ -420,6 +420,8 @@ typedef struct nicks_part_s {
     logic_job_t job;
     nicks_t *all;
     unsigned shard;
+    uint64_t row_uid; /* row scratch: one per job (the shards' jobs run at once) */
+    char row_nick[513];
 } nicks_part_t;
 
 struct nicks_s {
@@ -427,8 +429,6 @@ struct nicks_s {
     size_t n;
     char **nicks;
     int pending, failed;
-    uint64_t row_uid;
-    char row_nick[513];
     void (*cb)(void *ud, int rc, char **nicks);
     void *ud;
 };
@@ -438,10 +438,11 @@ static db_tpl_t nick_select = {
 
 static void nick_row(void *ud)
 {
-    nicks_t *a = ud;
-    for (size_t i = 0; i < a->n; i++)
-        if (a->ids[i] == a->row_uid && !a->nicks[i])
-            a->nicks[i] = strdup(a->row_nick);
+    nicks_part_t *p = ud;
+    nicks_t *a = p->all;
+    for (size_t i = 0; i < a->n; i++) /* only this shard's users: no other job writes them */
+        if (a->ids[i] == p->row_uid && !a->nicks[i])
+            a->nicks[i] = strdup(p->row_nick);
 }
 
 static void nicks_work(logic_job_t *job, logic_dbc_t *c)
@@ -466,8 +467,8 @@ static void nicks_work(logic_job_t *job, logic_dbc_t *c)
         }
         for (int j = 0; j < sz; j++)
             dbb_u64(b, ids[j < k ? j : k - 1]);
-        long r = db_exec_binds(c, db_tpl_sql(&nick_select, sz), b, nick_row, a, "Us", &a->row_uid,
-                               a->row_nick, sizeof(a->row_nick));
+        long r = db_exec_binds(c, db_tpl_sql(&nick_select, sz), b, nick_row, p, "Us", &p->row_uid,
+                               p->row_nick, sizeof(p->row_nick));
         if (r < 0) {
             job->rc = (int) r;
             return;

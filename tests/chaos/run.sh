@@ -82,7 +82,7 @@ build_driver() {
         say "chaos: $BIN/libcim.a not found (build first: make BUILD=$BIN all)"
         return 1
     fi
-    if nm "$BIN/libcim.a" 2>/dev/null | grep -q __asan_; then
+    if nm "$BIN/libcim.a" 2>/dev/null | grep __asan_ >/dev/null; then # not -q: pipefail + SIGPIPE
         # shellcheck disable=SC2054 # one flag with a comma
         san=(-fsanitize=address,undefined -fno-omit-frame-pointer)
     fi

@@ -206,8 +206,10 @@ healthy() {
 sanitizer_clean() { # SIZES: no sanitizer report in what the logs gained since
     local f size bad=0
     while read -r f size; do
+        # grep without -q reads everything: with pipefail an early exit would SIGPIPE tail
         if tail -c +"$((size + 1))" "$f" |
-            grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:|SUMMARY: UndefinedBehavior'; then
+            grep -E 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:|SUMMARY: UndefinedBehavior' \
+                >/dev/null; then
             say "    sanitizer report in $f:"
             tail -c +"$((size + 1))" "$f" | grep -E -A30 'ERROR: |runtime error:' | head -40 |
                 sed 's/^/    | /'
