@@ -186,14 +186,15 @@ static void on_logics(im_redis_t *r, redisReply *reply, void *ud)
         if (nseen < GATE_MAX_LOGICS)
             seen[nseen++] = id;
     }
-    /* a logic missing from the list goes when its last known registration has expired (the
-     * list may be empty for a moment because Redis lost its data: logics re-register) */
+    /* a logic missing from the list left (it deregisters when it stops) */
     uint64_t now = im_now_ms();
     for (int k = g->nlogics - 1; k >= 0; k--) {
         int found = 0;
         for (int j = 0; j < nseen; j++)
             found |= seen[j] == g->logics[k].id;
-        if (!found && g->logics[k].expires_ms < now)
+        /* an empty list after Redis lost its data: keep the logics we know until their
+         * registrations would have expired (they register again within a second) */
+        if (!found && (nseen > 0 || g->logics[k].expires_ms < now))
             logic_remove(g, k);
     }
     im_metric_set(g->m.logics, g->nlogics);

@@ -273,6 +273,22 @@ static uint64_t new_user(char *name)
 /* both gates reach a logic again */
 static void wait_stack_usable(void)
 {
+    /* the gates learn restarted logics from the registry within a second or two */
+    int64_t until = e2e_now_ms() + 20000;
+    while (e2e_now_ms() < until) {
+        int good = 0;
+        const char *gates[2] = {"CIM_GATE1_METRICS", "CIM_GATE2_METRICS"};
+        for (int g = 0; g < 2; g++) {
+            e2e_http_rsp_t r;
+            if (e2e_http(e2e_env(gates[g]), "GET", "/healthz", NULL, NULL, &r) == 0) {
+                good += e2e_json_int(&r, "logics", -1) == 2;
+                e2e_http_rsp_free(&r);
+            }
+        }
+        if (good == 2)
+            break;
+        e2e_sleep_ms(100);
+    }
     char n[40];
     new_user(n);
     cim_client_free(login_retry("CIM_GATE1", n));
