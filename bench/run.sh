@@ -38,6 +38,9 @@ if [[ -n ${BENCH_PORT_BASE:-} ]]; then
 fi
 # warnings only: the default info level logs every login
 export STACK_LOG_LEVEL=${STACK_LOG_LEVEL:-warn}
+# DESIGN.md: make bench runs with the per-connection, per-address and API limits raised
+export CIM_GATE_RATE=${CIM_GATE_RATE:-0} CIM_GATE_IP_CONN_RATE=${CIM_GATE_IP_CONN_RATE:-0}
+export CIM_API_RATE=${CIM_API_RATE:-0} CIM_LOGIN_FAIL_MAX_IP=${CIM_LOGIN_FAIL_MAX_IP:-1000000}
 
 SCALE=${BENCH_SCALE:-default}
 if [[ $SCALE == small ]]; then

@@ -35,6 +35,7 @@ typedef struct logic_config_s {
     long long pwhash_level; /* 0 min (tests), 1 interactive, 2 moderate */
     long long registry_ttl;
     long long max_body;            /* HTTP body limit */
+    long long api_rate, api_burst; /* business API requests per second (0 = none) */
     long long login_fail_max_user; /* failed password logins per name per minute */
     long long login_fail_max_ip;   /* ... per address per minute */
     char *offline_push_url;

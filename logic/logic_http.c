@@ -756,6 +756,31 @@ static int key_ok(struct MHD_Connection *c)
     return sodium_memcmp(got, H.key_hash, sizeof(got)) == 0;
 }
 
+/* one token bucket for the key (MHD runs a thread per connection: under a mutex) */
+static int rate_ok(void)
+{
+    static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    static double tokens = -1;
+    static uint64_t last;
+    double rate = (double) g_logic.cfg.api_rate, burst = (double) g_logic.cfg.api_burst;
+    if (rate <= 0)
+        return 1;
+    pthread_mutex_lock(&mu);
+    uint64_t now = im_mono_us();
+    if (tokens < 0)
+        tokens = burst;
+    else
+        tokens += (double) (now - last) / 1e6 * rate;
+    last = now;
+    if (tokens > burst)
+        tokens = burst;
+    int ok = tokens >= 1;
+    if (ok)
+        tokens -= 1;
+    pthread_mutex_unlock(&mu);
+    return ok;
+}
+
 static im_mhd_result direct(http_req_t *r, unsigned status, const char *msg)
 {
     char *s = answer_text(status, -1, msg, NULL);
@@ -831,6 +856,8 @@ static im_mhd_result access_cb(void *cls, struct MHD_Connection *c, const char *
     }
     if (!key_ok(c))
         return direct(r, 401, "missing or wrong API key");
+    if (!rate_ok())
+        return direct(r, 429, "over the API request rate, try later");
     if (r->too_large)
         return direct(r, 413, "body over the limit");
     /* hand it to the loop and wait for the answer (this is the connection's own thread) */
