@@ -301,6 +301,9 @@ TEST(webhook_setup_logics_with_url)
     snprintf(url, sizeof(url), "http://127.0.0.1:%d/hook", RX.port);
     CHECK_EQ_INT(setenv("CIM_OFFLINE_PUSH_URL", url, 1), 0);
     CHECK_EQ_INT(setenv("CIM_OFFLINE_PUSH_DELAY", "1", 1), 0);
+    /* and a small business-API rate, for api_rate_limited_429 */
+    CHECK_EQ_INT(setenv("CIM_API_RATE", "20", 1), 0);
+    CHECK_EQ_INT(setenv("CIM_API_BURST", "40", 1), 0);
     restart_logics();
     /* the logics took the setting (their logs say so) */
     char cmd[512];
@@ -527,10 +530,44 @@ TEST(webhook_retried_until_the_receiver_is_up)
 }
 
 /* last: the logics go back to the stack's settings */
+/* DESIGN.md: 429 -> 3004 per-key request rate (the logics run with 20/s, burst 40 here) */
+TEST(api_rate_limited_429)
+{
+    int ok = 0, limited = 0, other = 0;
+    for (int i = 0; i < 120; i++) {
+        e2e_http_rsp_t r;
+        CHECK_EQ_INT(e2e_http(e2e_env("CIM_API"), "GET", "/api/v1/online/count",
+                              e2e_env("CIM_API_KEY"), NULL, &r),
+                     0);
+        if (r.status == 200) {
+            ok++;
+        } else if (r.status == 429) {
+            limited++;
+            CHECK_EQ_INT(e2e_json_int(&r, "error_code", -1), 3004);
+        } else {
+            other++;
+        }
+        e2e_http_rsp_free(&r);
+    }
+    fprintf(stderr, "  120 quick requests: %d answered, %d rate limited\n", ok, limited);
+    CHECK(ok >= 40);
+    CHECK(limited > 0);
+    CHECK_EQ_INT(other, 0);
+    e2e_sleep_ms(2500); /* the bucket refills */
+    e2e_http_rsp_t r;
+    CHECK_EQ_INT(e2e_http(e2e_env("CIM_API"), "GET", "/api/v1/online/count", e2e_env("CIM_API_KEY"),
+                          NULL, &r),
+                 0);
+    CHECK_EQ_INT(r.status, 200);
+    e2e_http_rsp_free(&r);
+}
+
 TEST(webhook_restore_logics)
 {
     unsetenv("CIM_OFFLINE_PUSH_URL");
     unsetenv("CIM_OFFLINE_PUSH_DELAY");
+    unsetenv("CIM_API_RATE");
+    unsetenv("CIM_API_BURST");
     restart_logics();
     wait_stack_usable();
 }
