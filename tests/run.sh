@@ -285,6 +285,9 @@ run_e2e() { # MODE
         for h in tests/fuzz/run.sh tests/chaos/run.sh tests/web/run.sh; do
             [[ -f $REPO/$h ]] && hooks+=("$REPO/$h")
         done
+    elif [[ $1 == core && -f $REPO/tests/web/run.sh ]]; then
+        export WEB_ONLY=ws # the gate's WebSocket side, without a browser
+        hooks+=("$REPO/tests/web/run.sh")
     fi
     if [[ -z $bins && ${#hooks[@]} == 0 ]]; then
         say "e2e: no e2e_* binaries in $BIN/tests"

@@ -27,6 +27,31 @@ done
 command -v node >/dev/null || fail_setup "node is not installed"
 command -v npm >/dev/null || fail_setup "npm is not installed"
 
+# WEB_ONLY=ws: only the WebSocket bad-input tests (no browser; make test-valgrind runs them so the
+# gate's WebSocket side runs under valgrind too)
+if [[ ${WEB_ONLY:-} == ws ]]; then
+    run() { # NAME SCRIPT
+        local name=$1 script=$2 log
+        log=$(mktemp)
+        say "=== $name"
+        (cd "$HERE" && timeout -k 10 600 node "$script") 2>&1 | tee "$log" | sed 's/^/    /'
+        local line p f
+        line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -1)
+        p=${line%% passed*}
+        f=${line#*, }
+        f=${f%% failed*}
+        if [[ -z $line ]]; then p=0 f=1; fi
+        PASSED=$((PASSED + p))
+        FAILED=$((FAILED + f))
+        rm -f "$log"
+    }
+    PASSED=0 FAILED=0
+    run "WebSocket bad input" ws_bad_input.mjs
+    echo "$PASSED passed, $FAILED failed"
+    ((FAILED == 0))
+    exit
+fi
+
 # --- chromium (Debian package; ~400 MB the first time) ------------------------------------------
 if [[ ! -x $CHROMIUM ]]; then
     say "installing chromium (apt)"
