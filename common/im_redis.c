@@ -9,6 +9,7 @@
 
 #include "im_id.h"
 #include "im_log.h"
+#include "im_metrics.h"
 
 struct im_redis_s {
     uv_loop_t *loop;
@@ -30,7 +31,23 @@ typedef struct {
     im_redis_t *r;
     im_redis_cb cb;
     void *ud;
+    uint64_t sent_us; /* latency metric */
 } cmd_ctx_t;
+
+static im_hist_t *g_latency;
+static im_metric_t *g_errors;
+
+static void metrics_once(void)
+{
+    static const double b[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+                               0.01,   0.025,   0.05,   0.1,   0.5,    2};
+    if (!g_latency) {
+        g_latency = im_metrics_hist("cim_redis_command_seconds",
+                                    "Redis command sent -> reply (pipelined)", b, 12);
+        g_errors = im_metrics_counter("cim_redis_failed_commands_total",
+                                      "Redis commands with no reply (disconnect, deadline)");
+    }
+}
 
 /* ---------------------------------------------------------------- adapter */
 
@@ -204,6 +221,7 @@ im_redis_t *im_redis_new(uv_loop_t *loop, const char *addr, int timeout_ms)
     }
     memcpy(r->host, addr, hl);
     r->port = colon ? atoi(colon + 1) : 6379;
+    metrics_once();
     r->loop = loop;
     r->timeout_ms = timeout_ms > 0 ? timeout_ms : 2000;
     uv_timer_init(loop, &r->timer);
@@ -250,6 +268,10 @@ static void reply_cb(redisAsyncContext *ac, void *reply, void *priv)
     (void) ac;
     r->pending--;
     r->last_progress_ms = im_mono_ms();
+    if (reply)
+        im_hist_observe(g_latency, (double) (im_mono_us() - c->sent_us) / 1e6);
+    else
+        im_metric_add(g_errors, 1);
     if (c->cb && !r->freeing)
         c->cb(r, reply, c->ud);
     else if (c->cb && r->freeing)
@@ -268,6 +290,7 @@ int im_redis_cmdargv(im_redis_t *r, im_redis_cb cb, void *ud, int argc, const ch
     c->r = r;
     c->cb = cb;
     c->ud = ud;
+    c->sent_us = im_mono_us();
     if (r->pending == 0)
         r->last_progress_ms = im_mono_ms();
     if (redisAsyncCommandArgv(r->ac, reply_cb, c, argc, argv, argvlen) != REDIS_OK) {
@@ -288,6 +311,7 @@ int im_redis_cmd(im_redis_t *r, im_redis_cb cb, void *ud, const char *fmt, ...)
     c->r = r;
     c->cb = cb;
     c->ud = ud;
+    c->sent_us = im_mono_us();
     if (r->pending == 0)
         r->last_progress_ms = im_mono_ms();
     va_list ap;

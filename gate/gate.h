@@ -89,7 +89,7 @@ typedef struct gate_s {
     struct gate_metrics_s {
         im_metric_t *conns, *authed, *accepted, *closed, *pkts_in, *pkts_out, *bytes_in, *bytes_out,
             *proto_errors, *unknown_cmds, *kicks, *accept_errors, *auth_timeouts, *idle_timeouts,
-            *slow_closes, *up_dropped, *no_logic, *logics, *ws_conns, *rate_limited;
+            *slow_closes, *up_dropped, *no_logic, *logics, *ws_conns, *rate_limited, *up_queued;
         im_metric_t *by_type[8];
     } m;
 } gate_t;

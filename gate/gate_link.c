@@ -198,6 +198,10 @@ static void on_logics(im_redis_t *r, redisReply *reply, void *ud)
             logic_remove(g, k);
     }
     im_metric_set(g->m.logics, g->nlogics);
+    int64_t queued = 0;
+    for (int k = 0; k < g->nlogics; k++)
+        queued += (int64_t) im_nn_out_queued(g->logics[k].out);
+    im_metric_set(g->m.up_queued, queued);
 }
 
 static void on_marker(im_redis_t *r, redisReply *reply, void *ud)

@@ -125,6 +125,8 @@ static void metrics_init(gate_t *g)
         im_metrics_counter("cim_gate_no_logic_total", "requests refused because no logic was live");
     m->logics = im_metrics_gauge("cim_gate_logics", "live logics known from the registry");
     m->ws_conns = im_metrics_gauge("cim_gate_ws_connections", "open WebSocket connections");
+    m->up_queued = im_metrics_gauge("cim_gate_nanomsg_queued_bytes",
+                                    "bytes waiting for logics that cannot take them yet");
     m->rate_limited = im_metrics_counter("cim_gate_rate_limited_total",
                                          "requests or connections refused by a rate limit");
 }
