@@ -214,11 +214,21 @@ TEST(msg_offline_sync_and_paging)
         snprintf(text, sizeof(text), "off %02d", i);
         ids[i] = msg_send_ok(ca, b, text, NULL);
     }
-    /* B comes back: the library syncs from its seq and hands over exactly those 20 */
+    /* B comes back: the library syncs from its seq and hands over exactly those 20. The last
+     * ones may still be on their way into B's inbox (the ack means stored on A's shard) and
+     * then arrive as pushes, possibly ahead of the sync page: order by seq before checking. */
     CHECK_EQ_INT(cim_reconnect(cb, E2E_CONNECT_MS), 0);
-    for (int i = 0; i < 20; i++) {
-        d = msg_next(cb, 0);
+    CIM__Def__CIMMsgData *got[20] = {0};
+    for (int n = 0; n < 20; n++) {
+        d = msg_next(cb, 5000);
         CHECK(d != NULL);
+        uint64_t k = d->seq - s0 - 1;
+        CHECK(d->seq > s0 && k < 20);
+        CHECK(got[k] == NULL); /* exactly once */
+        got[k] = d;
+    }
+    for (int i = 0; i < 20; i++) {
+        d = got[i];
         char text[16];
         snprintf(text, sizeof(text), "off %02d", i);
         CHECK(msg_body_is(d, text));
