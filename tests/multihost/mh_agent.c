@@ -164,8 +164,8 @@ static void try_reconnect(user_t *u)
 
 static void lost(user_t *u, const char *why, int rc)
 {
-    printf("agent %s user %" PRIu64 " lost gate %s: %s (%s)\n", g_name, u->uid, cim_gate(u->c),
-           why, cim_strerror(rc));
+    printf("agent %s user %" PRIu64 " lost gate %s: %s (%s)\n", g_name, u->uid, cim_gate(u->c), why,
+           cim_strerror(rc));
     fflush(stdout);
     cim_close(u->c);
     u->down = 1;
@@ -189,8 +189,8 @@ static void send_one(user_t *u)
         while (to == u->uid);
         m.to = to;
         m.session_type = CIM_SESSION_SINGLE;
-        snprintf(text, sizeof(text), "m.%" PRIu64 ".u.%" PRIu64 ".%s.%" PRIu64, u->uid, to,
-                 g_name, n);
+        snprintf(text, sizeof(text), "m.%" PRIu64 ".u.%" PRIu64 ".%s.%" PRIu64, u->uid, to, g_name,
+                 n);
     }
     m.data = text;
     m.len = strlen(text);
@@ -445,7 +445,8 @@ int main(int argc, char **argv)
         char mine[1024] = "";
         for (int j = 0; j < na; j++) {
             size_t l = strlen(mine);
-            snprintf(mine + l, sizeof(mine) - l, "%s%s", j ? "," : "", addr[(g_start + i + j) % na]);
+            snprintf(mine + l, sizeof(mine) - l, "%s%s", j ? "," : "",
+                     addr[(g_start + i + j) % na]);
         }
         u->c = cim_client_new();
         cim_set_call_timeout(u->c, 3000);
