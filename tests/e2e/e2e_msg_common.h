@@ -132,8 +132,12 @@ static inline int msg_ctl(const char *action, const char *name, cim_client_t **c
     pid_t pid = fork();
     CHECK(pid >= 0);
     if (pid == 0) {
-        int rc = e2e_ctl(action, name);
-        _exit(rc < 0 ? 127 : rc);
+        /* exec, not return: under valgrind a forked child that exits normally is
+         * leak-checked with the parent's live clients and fails with 99 */
+        char path[1024];
+        snprintf(path, sizeof(path), "%s/ctl.sh", e2e_env("CIM_TEST_DIR"));
+        execlp("bash", "bash", path, action, name, (char *) NULL);
+        _exit(127);
     }
     int st = 0;
     for (;;) {
