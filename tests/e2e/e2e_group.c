@@ -563,6 +563,7 @@ TEST(history_on_group_session)
     ids[1] = gu_send_ok(&b, gid, "h2");
     gu_expect_text(&a, gid, b.u.uid, ids[1], "h2");
     ids[2] = gu_send_ok(&a, gid, "h3");
+    gu_expect_text(&b, gid, a.u.uid, ids[2], "h3"); /* b's inbox row follows a's ack */
     CHECK(ids[0] < ids[1] && ids[1] < ids[2]);
     gu_m_t *who[2] = {&a, &b};
     for (int w = 0; w < 2; w++) {

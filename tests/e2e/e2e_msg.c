@@ -345,6 +345,9 @@ TEST(msg_unread_and_read_receipts)
     uint64_t last = 0;
     for (int i = 0; i < 5; i++)
         last = msg_send_ok(ca, b, "unread me", NULL);
+    /* the ack means stored on the sender's shard; the recipient's inbox row and unread
+     * count follow (DESIGN Guarantees 1): the push says they are there */
+    CHECK(msg_wait_push(cb, last, 5000));
 
     CIM__Def__CIMRecentContactSessionRsp *rsp = NULL;
     CHECK_EQ_INT(cim_sessions(cb, 0, &rsp, NULL), 0);
@@ -392,7 +395,8 @@ TEST(msg_unread_and_read_receipts)
     cim__def__cimrecent_contact_session_rsp__free_unpacked(rsp, NULL);
 
     /* a new message counts again */
-    msg_send_ok(ca, b, "one more", NULL);
+    uint64_t more = msg_send_ok(ca, b, "one more", NULL);
+    CHECK(msg_wait_push(cb2, more, 5000));
     CHECK_EQ_INT(cim_sessions(cb2, 0, &rsp, NULL), 0);
     s = find_session(rsp, a);
     CHECK(s != NULL);
@@ -417,6 +421,8 @@ TEST(msg_latest_and_by_id)
     for (int i = 0; i < 3; i++)
         ids[i] = msg_send_ok(ca, b, i == 1 ? "second" : "x", NULL);
     uint64_t other = msg_send_ok(ca, c3, "for c", NULL); /* another session */
+    CHECK(msg_wait_push(cb, ids[2], 5000));
+    CHECK(msg_wait_push(cc, other, 5000));
     CHECK_EQ_INT(cim_latest_msg_id(cb, ST, a, &latest, NULL), 0);
     CHECK_EQ_INT(latest, ids[2]);
     CHECK_EQ_INT(cim_latest_msg_id(ca, ST, b, &latest, NULL), 0);

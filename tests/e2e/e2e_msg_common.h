@@ -82,6 +82,25 @@ static inline ProtobufCMessage *msg_next_cmd(cim_client_t *c, uint16_t cmd,
     return m;
 }
 
+/* Consume c's 0x0301 pushes until the one with server_msg_id id: 1, or 0 on timeout. The
+ * push means the recipient's inbox row is committed (the ack only means the sender's). */
+static inline int msg_wait_push(cim_client_t *c, uint64_t id, int timeout_ms)
+{
+    int64_t until = e2e_now_ms() + timeout_ms;
+    for (;;) {
+        int left = (int) (until - e2e_now_ms());
+        if (left <= 0)
+            return 0;
+        CIM__Def__CIMMsgData *d = msg_next(c, left);
+        if (!d)
+            return 0;
+        int hit = d->server_msg_id == id;
+        cim__def__cimmsg_data__free_unpacked(d, NULL);
+        if (hit)
+            return 1;
+    }
+}
+
 /* Read for ms and count the 0x0301 that arrive (they are consumed). */
 static inline int msg_count_for(cim_client_t *c, int ms)
 {

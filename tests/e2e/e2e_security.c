@@ -183,6 +183,7 @@ TEST(spoof_every_command)
     msg_send_ok(v.c, cc.uid, secret, &vack);
     msg_send_ok(cc.c, v.uid, "c to v 1", NULL);
     uint64_t last = msg_send_ok(cc.c, v.uid, "c to v 2", NULL);
+    CHECK(msg_wait_push(v.c, last, 5000)); /* V's inbox row and unread follow C's ack */
     uint32_t unread0 = unread_of(v.c, cc.uid);
     CHECK_EQ_INT(unread0, 2);
     uint64_t gid = group_create(v.c, 0, "victim group", &x.uid, 1, NULL, NULL);
