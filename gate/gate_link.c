@@ -140,6 +140,8 @@ static void logic_remove(gate_t *g, int i)
     g->logics[i] = g->logics[--g->nlogics];
 }
 
+static void on_marker(im_redis_t *r, redisReply *reply, void *ud);
+
 static void on_logics(im_redis_t *r, redisReply *reply, void *ud)
 {
     gate_t *g = ud;
@@ -198,6 +200,12 @@ static void on_logics(im_redis_t *r, redisReply *reply, void *ud)
             logic_remove(g, k);
     }
     im_metric_set(g->m.logics, g->nlogics);
+    /* Check our marker only against a fresh, non-empty logic list: a logic listed in this
+     * Redis has re-registered, so its own Redis link is up and the routes we announce get
+     * written. Checked earlier (right after Redis came back, with the logics we remembered),
+     * the announce reached logics still reconnecting and the routes were dropped. */
+    if (!g->draining && nseen > 0 && g->nlogics)
+        im_redis_cmd(g->redis, on_marker, g, "SET cim:gmark:%llu 1 NX", (unsigned long long) g->id);
     int64_t queued = 0;
     for (int k = 0; k < g->nlogics; k++)
         queued += (int64_t) im_nn_out_queued(g->logics[k].out);
@@ -231,8 +239,6 @@ void gate_link_registry_tick(gate_t *g)
     /* expired gates stay listed a minute, so logics see them expire and clean their routes */
     im_redis_cmd(g->redis, NULL, NULL, "ZREMRANGEBYSCORE cim:gates -inf %s", oldbuf);
     im_redis_cmd(g->redis, on_logics, g, "ZRANGEBYSCORE cim:logics %s +inf WITHSCORES", nowbuf);
-    if (!g->draining && g->nlogics)
-        im_redis_cmd(g->redis, on_marker, g, "SET cim:gmark:%llu 1 NX", (unsigned long long) g->id);
 }
 
 int gate_link_start(gate_t *g)
