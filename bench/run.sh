@@ -10,10 +10,15 @@
 #   BENCH_PORT_BASE  if set, every stack port is moved: mysql BASE+3306, redis BASE+6379,
 #                    logic BASE+7000/BASE+8080, gates BASE+8000 (+10 each), BASE+7100, BASE+9100
 #   BENCH_STOP=1     stop the stack at the end (default: only when this script started it)
-#   BENCH_ONLY       space-separated subset of: idle login p2p-rate p2p-max offline group
+#   BENCH_ONLY       space-separated subset of: idle login p2p-rate p2p-max offline group hostile
+#                    (a subset replaces only its own rows; the other results are kept)
+#   hostile          p2p at CALM_RATE alone (p2p-calm), then again while HOSTILE_N connections
+#                    that never log in (slowloris, silent, garbage, wrong token) hold the same
+#                    gates from HOSTILE_SRC (p2p-hostile): the legit latency with and without them
 #   BENCH_SCALE      small|default (small: a quick smoke of the whole pipeline)
 #   Sizes: IDLE_USERS IDLE_PROCS IDLE_SRC LOGIN_USERS P2P_USERS P2P_RATE P2P_DUR OFF_USERS
-#          OFF_MSGS GROUP_MEMBERS GROUP_DUR GROUP_RATE
+#          OFF_MSGS GROUP_MEMBERS GROUP_DUR GROUP_RATE CALM_USERS CALM_RATE CALM_DUR HOSTILE_N
+#          HOSTILE_SRC
 set -uo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -45,10 +50,10 @@ export CIM_API_RATE=${CIM_API_RATE:-0} CIM_LOGIN_FAIL_MAX_IP=${CIM_LOGIN_FAIL_MA
 SCALE=${BENCH_SCALE:-default}
 if [[ $SCALE == small ]]; then
     d_idle=2000 d_login=2000 d_p2pu=200 d_rate=2000 d_dur=5 d_offu=100 d_offm=5000 d_gm=500
-    d_gdur=5 d_grate=20
+    d_gdur=5 d_grate=20 d_hn=1000 d_cdur=5
 else
     d_idle=100000 d_login=20000 d_p2pu=1000 d_rate=25000 d_dur=15 d_offu=200 d_offm=50000
-    d_gm=10000 d_gdur=10 d_grate=20
+    d_gm=10000 d_gdur=10 d_grate=20 d_hn=10000 d_cdur=20
 fi
 IDLE_USERS=${IDLE_USERS:-$d_idle}
 IDLE_PROCS=${IDLE_PROCS:-$(((IDLE_USERS + 16999) / 17000))}
@@ -62,7 +67,12 @@ OFF_MSGS=${OFF_MSGS:-$d_offm}
 GROUP_MEMBERS=${GROUP_MEMBERS:-$d_gm}
 GROUP_DUR=${GROUP_DUR:-$d_gdur}
 GROUP_RATE=${GROUP_RATE:-$d_grate}
-ONLY=${BENCH_ONLY:-idle login p2p-rate p2p-max offline group}
+CALM_USERS=${CALM_USERS:-1000}
+CALM_RATE=${CALM_RATE:-1000}
+CALM_DUR=${CALM_DUR:-$d_cdur}
+HOSTILE_N=${HOSTILE_N:-$d_hn}
+HOSTILE_SRC=${HOSTILE_SRC:-127.0.0.20-27}
+ONLY=${BENCH_ONLY:-idle login p2p-rate p2p-max offline group hostile}
 
 say() { printf 'bench: %s\n' "$*"; }
 
@@ -101,14 +111,32 @@ API="http://$STACK_HOST:$(stack__inst logic1 HTTP)"
 COMMON=(--api "$API" --api-key-file "$STACK_DIR/api_key" --run-dir "$STACK_DIR")
 
 RESULTS=$LOGDIR/results.jsonl
-: >"$RESULTS"
+# keep the rows of the scenarios not run this time
+if [[ -f $RESULTS ]]; then
+    python3 - "$RESULTS" "$ONLY" <<'PY'
+import json, sys
+only = set(sys.argv[2].split())
+if "hostile" in only:
+    only |= {"p2p-calm", "p2p-hostile", "hostile-load"}
+keep = []
+for l in open(sys.argv[1]):
+    try:
+        if json.loads(l)["name"] not in only:
+            keep.append(l)
+    except (ValueError, KeyError):
+        pass
+open(sys.argv[1], "w").write("".join(keep))
+PY
+    [[ -f $LOGDIR/commands.txt ]] && cp "$LOGDIR/commands.txt" "$LOGDIR/commands.prev"
+fi
 declare -A CMDS
 
 run() { # NAME ARGS...: run cim-bench, keep its log and RESULT line
     local name=$1
     shift
-    local cmd=("$BENCH" "$@" "${COMMON[@]}")
     CMDS[$name]="build/$(basename "$BIN")/cim-bench $*"
+    local cmd=("$BENCH" "$@")
+    [[ $name == hostile-load ]] || cmd+=("${COMMON[@]}")
     say "$name: ${CMDS[$name]}"
     "${cmd[@]}" 2>&1 | tee "$LOGDIR/$name.log" | grep -E '^(\[|provisioned|group|RESULT)' |
         awk -v n="$name" '/^RESULT/{print "bench: " n " done"; next} {print "  " $0}' |
@@ -138,15 +166,41 @@ want offline && run offline --scenario offline --gates "$GATES2" --users "$OFF_U
     --msgs "$OFF_MSGS" --inflight 16 --duration 60 --procs 1 --uid-base 740000000
 want group && run group --scenario group --gates "$GATES" --members "$GROUP_MEMBERS" \
     --duration "$GROUP_DUR" --rate "$GROUP_RATE" --procs 1 --uid-base 750000000 --drain 10
+if want hostile; then
+    CALM=(--scenario p2p --gates "$GATES2" --users "$CALM_USERS" --duration "$CALM_DUR"
+        --rate "$CALM_RATE" --procs 1 --uid-base 760000000 --drain 10)
+    run p2p-calm "${CALM[@]}"
+    # the hostile connections: opened, held for the whole p2p run (login + load + drain)
+    rm -f "$LOGDIR/hostile-load.log"
+    HARGS=(--scenario hostile --gates "$GATES2" --users "$HOSTILE_N" --duration $((CALM_DUR + 40))
+        --procs 1 --src-ips "$HOSTILE_SRC" --conc 1000 --run-dir "$STACK_DIR")
+    CMDS[hostile-load]="build/$(basename "$BIN")/cim-bench ${HARGS[*]}"
+    run hostile-load "${HARGS[@]}" >/dev/null &
+    hpid=$!
+    for _ in $(seq 60); do # until they are open
+        grep -q 'hold' "$LOGDIR/hostile-load.log" 2>/dev/null && break
+        sleep 1
+    done
+    run p2p-hostile "${CALM[@]}"
+    wait "$hpid"
+fi
 
 # ---- RESULTS.md
 # the exact commands, for RESULTS.md
 : >"$LOGDIR/commands.txt"
-for k in idle login p2p-rate p2p-max offline group; do
-    [[ -n ${CMDS[$k]:-} ]] || continue
-    printf '%s\t%s %s\n' "$k" "${CMDS[$k]}" \
-        "--api $API --api-key-file $STACK_DIR/api_key --run-dir $STACK_DIR" >>"$LOGDIR/commands.txt"
+for k in idle login p2p-rate p2p-max offline group p2p-calm hostile-load p2p-hostile; do
+    if [[ -z ${CMDS[$k]:-} ]]; then # not run this time: the previous command line, if any
+        grep -P "^$k\t" "$LOGDIR/commands.prev" 2>/dev/null >>"$LOGDIR/commands.txt"
+        continue
+    fi
+    if [[ $k == hostile-load ]]; then
+        printf '%s\t%s\n' "$k" "${CMDS[$k]}" >>"$LOGDIR/commands.txt"
+    else
+        printf '%s\t%s %s\n' "$k" "${CMDS[$k]}" \
+            "--api $API --api-key-file $STACK_DIR/api_key --run-dir $STACK_DIR" >>"$LOGDIR/commands.txt"
+    fi
 done
+rm -f "$LOGDIR/commands.prev"
 
 python3 - "$RESULTS" "$OUT/RESULTS.md" "$STACK_GATES" <<'PY' || say "RESULTS.md: python3 failed"
 import json, sys, os, subprocess, datetime
@@ -217,6 +271,20 @@ if r:
            r["member_deliveries_per_sec"], r["lost"], r["dup"]),
         "10,000 members: last delivery <= 1 s p99, >= 200,000 deliveries/s",
         r["members"] >= 10000 and t.get("p99", 1e9) <= 1000 and r["member_deliveries_per_sec"] >= 200000)
+c, h, hl = res.get("p2p-calm"), res.get("p2p-hostile"), res.get("hostile-load")
+if c and h:
+    def lat(r):
+        return "deliver p50/p99 %s/%s ms, ack p99 %s ms, %d/%d delivered, lost %d dup %d" % (
+            ms(r["deliver_ms"], "p50"), ms(r["deliver_ms"], "p99"), ms(r["ack_ms"], "p99"),
+            r["delivered"], r["acked"], r["lost"], r["dup"])
+    hf = ""
+    if hl:
+        hf = ("; hostile: %d connections (%d open at the end, %d reopened after the gates closed them, "
+              "%d bytes of slowloris/garbage)" % (hl["users"], hl.get("hostile_open_end", 0),
+              hl.get("reconnects", 0), hl.get("hostile_bytes", 0)))
+    row("hostile (issue 8)", "%d legit users, %s msgs/s: alone %s; with hostile connections %s%s"
+        % (c["users"], c["rate"], lat(c), lat(h), hf),
+        "legit traffic unharmed by garbage/slowloris connections", None)
 out = []
 out.append("# cim benchmark results (issue 7)\n")
 out.append("Written by `make bench` (bench/run.sh) on %s. Raw RESULT lines: `bench/logs/results.jsonl`, "

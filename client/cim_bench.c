@@ -1,6 +1,6 @@
 /* cim-bench: load generator for a local cim stack (issue 7).
  *
- *   cim-bench --scenario idle|p2p|offline|group|login --gates 127.0.0.1:8000,127.0.0.1:8010
+ *   cim-bench --scenario idle|p2p|offline|group|login|hostile --gates 127.0.0.1:8000,127.0.0.1:8010
  *             --users N --duration S --rate R --inflight K --members M --procs P
  *             --src-ips 127.0.0.1-8 --api http://127.0.0.1:8080 --api-key-file run/api_key
  *
@@ -49,8 +49,8 @@
 #define MAX_SRC   256
 #define MAX_PROCS 64
 
-enum { SC_IDLE, SC_P2P, SC_OFFLINE, SC_GROUP, SC_LOGIN };
-static const char *const sc_names[] = {"idle", "p2p", "offline", "group", "login"};
+enum { SC_IDLE, SC_P2P, SC_OFFLINE, SC_GROUP, SC_LOGIN, SC_HOSTILE, SC_N };
+static const char *const sc_names[] = {"idle", "p2p", "offline", "group", "login", "hostile"};
 
 /* ---------------------------------------------------------------- options */
 
@@ -66,7 +66,7 @@ static struct {
     struct sockaddr_in api;
     char api_key[512];
     uint64_t uid_base;
-    int msgs, size, conc, heartbeat, drain, api_conc, login_timeout, client_type;
+    int msgs, size, conc, heartbeat, drain, api_conc, login_timeout, client_type, drip_ms;
     const char *pids, *run_dir;
 } O = {
     .sc = SC_P2P,
@@ -85,6 +85,7 @@ static struct {
     .api_conc = 16,
     .login_timeout = 120,
     .client_type = 1,
+    .drip_ms = 1000,
 };
 
 /* shared by every process (filled before fork) */
@@ -338,6 +339,7 @@ typedef struct {
     int64_t sent, acked, ack_err, refused, rate_limited, retried, inflight;
     int64_t delivered, dup, overlap, foreign, confirms, hb;
     int64_t sync_pages, sync_entries, sync_err;
+    int64_t h_open, h_reconn, h_bytes; /* hostile: open now, reconnects, bytes sent */
     uint64_t t_first_send, t_last_ack, t_last_deliv, t_first_conn, t_last_login;
 } ctr_t;
 
@@ -402,7 +404,7 @@ static int read_full(int fd, void *p, size_t n)
 
 /* ---------------------------------------------------------------- worker */
 
-enum { C_IDLE, C_CONNECTING, C_LOGIN, C_READY, C_CLOSING };
+enum { C_IDLE, C_CONNECTING, C_LOGIN, C_READY, C_CLOSING, C_HOSTILE };
 
 typedef struct conn_s {
     uv_tcp_t tcp;
@@ -443,7 +445,7 @@ static struct {
     size_t rqn, rqcap;
     uv_timer_t tick, prog;
     uv_pipe_t down;
-    uint32_t hb_pos;
+    uint32_t hb_pos, h_pos;
     uint64_t rnd;
     char pad[16384];
 } W;
@@ -549,6 +551,10 @@ static void resolve(conn_t *c)
 static void on_closed(uv_handle_t *h)
 {
     conn_t *c = h->data;
+    if (c->nextq) { /* hostile: it was open */
+        c->nextq = 0;
+        W.k.h_open--;
+    }
     free(c->rb);
     c->rb = NULL;
     c->rl = c->rc = 0;
@@ -566,6 +572,7 @@ static void conn_close(conn_t *c)
         return;
     if (!c->quit)
         W.k.closed++;
+    c->t0 = now_ns();
     c->st = C_CLOSING;
     c->inflight = 0;
     uv_close((uv_handle_t *) &c->tcp, on_closed);
@@ -866,7 +873,7 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
         conn_close(c);
         return;
     }
-    if (n == 0)
+    if (n == 0 || c->st == C_HOSTILE) /* hostile: whatever the gate says is dropped */
         return;
     const uint8_t *p = (const uint8_t *) b->base;
     size_t len = (size_t) n;
@@ -924,6 +931,65 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
     c->rl = (uint32_t) left;
 }
 
+/* ---- hostile: connections that never log in (scenario hostile), to run next to a real load.
+ * Kind by index: 0 slowloris (a login header, one byte per --drip-ms), 1 silent (connects and
+ * sends nothing), 2 garbage (16 random bytes per --drip-ms), 3 wrong token (a well-formed login
+ * with a bad token, once per connection). Whatever the gate closes is reopened after 1-2 s,
+ * so about --users stay open for --duration s. */
+
+static void conn_start(conn_t *c);
+
+static void hostile_open(conn_t *c)
+{
+    c->st = C_HOSTILE;
+    c->nextq = 1; /* open, counted */
+    c->quota = 0; /* bytes of the slowloris header sent */
+    W.k.h_open++;
+    W.k.conns_ok++;
+    W.k.t_last_login = now_ns();
+    if (c->idx % 4 == 3) {
+        CIM__Def__CIMAuthTokenReq a = CIM__DEF__CIMAUTH_TOKEN_REQ__INIT;
+        a.user_id = O.uid_base + c->idx;
+        a.user_token = (char *) "1.1.99999999999.not-a-valid-signature";
+        a.client_type = CIM__DEF__CIMCLIENT_TYPE__kCIM_CLIENT_TYPE_DEFAULT;
+        send_pkt(c, IM_CMD_AUTH_TOKEN_REQ, next_seq(c), &a.base);
+        c->st = C_HOSTILE;
+    }
+    resolve(c);
+}
+
+static void hostile_visit(conn_t *c, uint64_t now)
+{
+    if (c->st == C_IDLE) {
+        if (!W.loading || now < c->t0 + 1000000000ULL + (uint64_t) (c->idx % 1000) * 1000000ULL)
+            return;
+        W.k.h_reconn++;
+        conn_start(c);
+        return;
+    }
+    if (c->st != C_HOSTILE || now - c->last_tx < (uint64_t) O.drip_ms * 1000000ULL)
+        return;
+    uint8_t b[16];
+    size_t n = 0;
+    if (c->idx % 4 == 0) {
+        uint8_t hdr[IM_HEADER_LEN];
+        im_codec_write_header(hdr, IM_CMD_AUTH_TOKEN_REQ, 1, 64);
+        if (c->quota < IM_HEADER_LEN)
+            b[n++] = hdr[c->quota++];
+        else
+            b[n++] = 0x0a; /* the body never completes */
+    } else if (c->idx % 4 == 2) {
+        for (; n < sizeof(b); n++)
+            b[n] = (uint8_t) rnd32();
+    }
+    if (n) {
+        W.k.h_bytes += (int64_t) n;
+        conn_write(c, b, n);
+    } else {
+        c->last_tx = now;
+    }
+}
+
 static void on_connect(uv_connect_t *req, int status)
 {
     conn_t *c = req->data;
@@ -939,6 +1005,10 @@ static void on_connect(uv_connect_t *req, int status)
     c->st = C_LOGIN;
     uv_tcp_nodelay(&c->tcp, 1);
     uv_read_start((uv_stream_t *) &c->tcp, on_alloc, on_read);
+    if (O.sc == SC_HOSTILE) {
+        hostile_open(c);
+        return;
+    }
     char nick[32];
     snprintf(nick, sizeof(nick), "bench%u", c->idx);
     CIM__Def__CIMAuthTokenReq a = CIM__DEF__CIMAUTH_TOKEN_REQ__INIT;
@@ -1040,7 +1110,8 @@ static void phase_check(void)
         return;
     pump();
     int ph = W.phase;
-    int login_phase = (O.sc == SC_IDLE && ph == 1) || (O.sc == SC_LOGIN && ph == 1) ||
+    int login_phase = ((O.sc == SC_IDLE || O.sc == SC_HOSTILE) && ph == 1) ||
+                      (O.sc == SC_LOGIN && ph == 1) ||
                       ((O.sc == SC_P2P || O.sc == SC_GROUP) && ph == 0) ||
                       (O.sc == SC_OFFLINE && (ph == 0 || ph == 2));
     if (login_phase) {
@@ -1053,7 +1124,7 @@ static void phase_check(void)
                 if (now_ns() < W.load_end + (uint64_t) O.drain * 1000000000ULL)
                     return;
         }
-    } else if (ph == 1 || (O.sc == SC_IDLE && ph == 2)) {
+    } else if (ph == 1 || ((O.sc == SC_IDLE || O.sc == SC_HOSTILE) && ph == 2)) {
         if (!W.finishing)
             return;
     } else if (ph != 0) {
@@ -1069,6 +1140,7 @@ static void start_phase(int ph)
     uint64_t t = now_ns();
     switch (O.sc) {
     case SC_IDLE:
+    case SC_HOSTILE:
     case SC_LOGIN:
         if (ph == 1)
             queue_logins(NULL);
@@ -1172,6 +1244,9 @@ static void on_tick(uv_timer_t *t)
         if (c->st == C_READY && now - c->last_tx > W.hb_ns)
             send_pkt(c, IM_CMD_HEARTBEAT, next_seq(c), NULL);
     }
+    if (O.sc == SC_HOSTILE) /* every connection visited about every 200 ms */
+        for (int k = 0, sl = W.nc / 200 + 1; k < sl && W.nc; k++)
+            hostile_visit(&W.c[W.h_pos++ % (uint32_t) W.nc], now);
     phase_check();
 }
 
@@ -1607,6 +1682,15 @@ static void progress(const char *what)
     ctr_t t = total();
     uint64_t now = now_ns();
     double dt = tprev ? (double) (now - tprev) / 1e9 : 1;
+    if (O.sc == SC_HOSTILE) {
+        printf("[%6.1fs] %-8s hostile open %" PRId64 " | opened %" PRId64 " fail %" PRId64
+               " | closed by the gate %" PRId64 " | reopened %" PRId64 " | bytes %" PRId64 "\n",
+               (double) (now - P.t_start) / 1e9, what, t.h_open, t.conns_ok, t.conn_fail, t.closed,
+               t.h_reconn, t.h_bytes);
+        fflush(stdout);
+        tprev = now;
+        return;
+    }
     printf("[%6.1fs] %-8s conns %" PRId64 " fail %" PRId64 " | sent %" PRId64 " acked %" PRId64
            " (%.0f/s) inflight %" PRId64 " | delivered %" PRId64 " (%.0f/s) dup %" PRId64
            " | sync %" PRId64 " | closed %" PRId64 "\n",
@@ -1795,7 +1879,7 @@ static void usage(void)
 {
     fprintf(
         stderr,
-        "usage: cim-bench --scenario idle|p2p|offline|group|login [options]\n"
+        "usage: cim-bench --scenario idle|p2p|offline|group|login|hostile [options]\n"
         "  --gates H:P,H:P     gates (127.0.0.0/8 only; default 127.0.0.1:8000,127.0.0.1:8010)\n"
         "  --users N           users/connections (group: --members) [100]\n"
         "  --duration S        load (p2p, group), hold (idle), send cap (offline) [10]\n"
@@ -1814,21 +1898,40 @@ static void usage(void)
         "  --api-conc N        provisioning connections [16]\n"
         "  --uid-base B        user i is B+i [700000000]\n"
         "  --pids a,b,c        server pids to sample   --run-dir DIR  pids from DIR/*.pid\n"
-        "  --login-timeout S   cap for login phases [120]\n");
+        "  --login-timeout S   cap for login phases [120]\n"
+        "  --drip-ms MS        hostile: a slowloris byte / garbage burst every MS [1000]\n"
+        "scenario hostile: --users connections that never log in (slowloris, silent, garbage,\n"
+        "  wrong token; reopened when closed), held --duration s; run it next to a p2p run.\n");
     exit(2);
 }
 
 int main(int argc, char **argv)
 {
-    static const struct option lo[] = {
-        {"scenario", 1, 0, 's'},      {"gates", 1, 0, 'g'},        {"users", 1, 0, 'n'},
-        {"duration", 1, 0, 'd'},      {"rate", 1, 0, 'r'},         {"inflight", 1, 0, 'k'},
-        {"members", 1, 0, 'm'},       {"procs", 1, 0, 'p'},        {"src-ips", 1, 0, 'S'},
-        {"api", 1, 0, 'a'},           {"api-key-file", 1, 0, 'K'}, {"api-key", 1, 0, 'Y'},
-        {"uid-base", 1, 0, 'u'},      {"msgs", 1, 0, 'M'},         {"size", 1, 0, 'z'},
-        {"conc", 1, 0, 'c'},          {"heartbeat", 1, 0, 'H'},    {"drain", 1, 0, 'D'},
-        {"api-conc", 1, 0, 'A'},      {"pids", 1, 0, 'P'},         {"run-dir", 1, 0, 'R'},
-        {"login-timeout", 1, 0, 'L'}, {"help", 0, 0, 'h'},         {0, 0, 0, 0}};
+    static const struct option lo[] = {{"scenario", 1, 0, 's'},
+                                       {"gates", 1, 0, 'g'},
+                                       {"users", 1, 0, 'n'},
+                                       {"duration", 1, 0, 'd'},
+                                       {"rate", 1, 0, 'r'},
+                                       {"inflight", 1, 0, 'k'},
+                                       {"members", 1, 0, 'm'},
+                                       {"procs", 1, 0, 'p'},
+                                       {"src-ips", 1, 0, 'S'},
+                                       {"api", 1, 0, 'a'},
+                                       {"api-key-file", 1, 0, 'K'},
+                                       {"api-key", 1, 0, 'Y'},
+                                       {"uid-base", 1, 0, 'u'},
+                                       {"msgs", 1, 0, 'M'},
+                                       {"size", 1, 0, 'z'},
+                                       {"conc", 1, 0, 'c'},
+                                       {"heartbeat", 1, 0, 'H'},
+                                       {"drain", 1, 0, 'D'},
+                                       {"api-conc", 1, 0, 'A'},
+                                       {"pids", 1, 0, 'P'},
+                                       {"run-dir", 1, 0, 'R'},
+                                       {"login-timeout", 1, 0, 'L'},
+                                       {"help", 0, 0, 'h'},
+                                       {"drip-ms", 1, 0, 'j'},
+                                       {0, 0, 0, 0}};
     const char *gates = "127.0.0.1:8000,127.0.0.1:8010", *api = "http://127.0.0.1:8080";
     const char *keyfile = NULL, *key = NULL;
     int opt;
@@ -1836,7 +1939,7 @@ int main(int argc, char **argv)
         switch (opt) {
         case 's':
             O.sc = -1;
-            for (int i = 0; i < 5; i++)
+            for (int i = 0; i < SC_N; i++)
                 if (strcmp(optarg, sc_names[i]) == 0)
                     O.sc = i;
             if (O.sc < 0)
@@ -1905,6 +2008,9 @@ int main(int argc, char **argv)
         case 'L':
             O.login_timeout = atoi(optarg);
             break;
+        case 'j':
+            O.drip_ms = atoi(optarg);
+            break;
         default:
             usage();
         }
@@ -1917,7 +2023,7 @@ int main(int argc, char **argv)
     if (O.duration < 0 || O.duration > 3600 || O.rate < 0 || O.rate > 10000000 || O.inflight < 1 ||
         O.inflight > 10000 || O.msgs < 1 || O.msgs > 50000000 || O.size < 1 || O.size > 16000 ||
         O.conc < 1 || O.heartbeat < 1 || O.drain < 0 || O.drain > 600 || O.api_conc < 1 ||
-        O.login_timeout < 1)
+        O.login_timeout < 1 || O.drip_ms < 1)
         die("an option is out of range (see --help)");
     if (O.procs < 1 || O.procs > MAX_PROCS)
         die("--procs: 1..%d", MAX_PROCS);
@@ -1937,7 +2043,9 @@ int main(int argc, char **argv)
     snprintf(apih, sizeof(apih), "%s", api);
     apih[strcspn(apih, "/")] = '\0';
     parse_hostport(apih, &O.api, "--api");
-    if (!key) {
+    if (O.sc == SC_HOSTILE) {
+        /* no users, no API */
+    } else if (!key) {
         FILE *f = fopen(keyfile ? keyfile : "run/api_key", "r");
         if (!f || !fgets(O.api_key, sizeof(O.api_key), f))
             die("cannot read the API key from %s (--api-key-file)",
@@ -1969,7 +2077,8 @@ int main(int argc, char **argv)
            sc_names[O.sc], G.n, O.gates_s, O.procs, G.run, O.uid_base,
            O.uid_base + (uint64_t) G.n - 1);
 
-    provision();
+    if (O.sc != SC_HOSTILE)
+        provision();
     if (O.sc == SC_GROUP)
         create_group();
     find_servers();
@@ -2006,6 +2115,7 @@ int main(int argc, char **argv)
     int64_t per_msg = O.sc == SC_GROUP ? G.n - 1 : 1;
     switch (O.sc) {
     case SC_IDLE:
+    case SC_HOSTILE:
         go(0);
         wait_phase(0, "setup", 10);
         sample(0);
@@ -2057,7 +2167,7 @@ int main(int argc, char **argv)
         sample(1);
         break;
     }
-    if (O.sc == SC_IDLE)
+    if (O.sc == SC_IDLE || O.sc == SC_HOSTILE)
         sample(2);
     final_t F;
     collect(&F);
@@ -2133,6 +2243,10 @@ int main(int argc, char **argv)
                        : 0;
         J(",\"logins_per_sec\":%.1f,\"login_window_s\":%.3f", w > 0 ? c->conns_ok / w : 0, w);
     }
+    if (O.sc == SC_HOSTILE)
+        J(",\"hostile_open_end\":%" PRId64 ",\"reconnects\":%" PRId64 ",\"hostile_bytes\":%" PRId64
+          ",\"drip_ms\":%d",
+          c->h_open, c->h_reconn, c->h_bytes, O.drip_ms);
     if (O.sc == SC_GROUP) {
         J(",\"members\":%d,\"group_id\":%" PRIu64 ",\"group_msgs\":%zu,\"incomplete\":%" PRId64
           ",\"member_deliveries_per_sec\":%.1f,\"time_to_last_ms\":",

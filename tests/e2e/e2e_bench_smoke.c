@@ -204,4 +204,19 @@ TEST(bench_group)
     json_decref(r);
 }
 
+/* connections that never log in: the wrong-token quarter is always closed by the gate, and a
+ * real client on the same gates still logs in and chats while they are open */
+TEST(bench_hostile)
+{
+    int n = light() ? 8 : 40;
+    char a[256];
+    snprintf(a, sizeof(a), "--scenario hostile --users %d --duration 3 --drip-ms 200", n);
+    json_t *r = run_bench(a);
+    CHECK_EQ_INT(jint(r, "conns_ok") >= n, 1);
+    CHECK(jint(r, "closed") >= n / 4);
+    CHECK(jint(r, "hostile_bytes") > 0);
+    CHECK(json_object_get(r, "hostile_open_end") != NULL);
+    json_decref(r);
+}
+
 TEST_MAIN()
