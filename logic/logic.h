@@ -161,7 +161,8 @@ typedef struct db_tpl_s {
     const char *prefix, *row, *suffix;
     const char *sql[DB_ROWS_MAX + 1];
 } db_tpl_t;
-/* prefix + n x row (comma separated) + suffix, built once */
+/* prefix + n x row (comma separated) + suffix, built once; an sql[n] set in the initializer is
+ * used as it is (a better plan for that row count) */
 const char *db_tpl_sql(db_tpl_t *t, int n);
 /* rows to take next out of `left`: 64, 16, 4 or 1 (few distinct statements to prepare) */
 int db_chunk(int left);

@@ -539,11 +539,16 @@ static void fanout_finished(logic_msg_t *m)
 
 /* ---------------------------------------------------------------- done marks */
 
+/* MariaDB 10.11 plans "(a, b) IN ((?, ?))" with one pair as a full table scan (measured:
+ * ~42,000 rows examined per statement); the one-row form is spelled out. With several pairs
+ * the range optimizer builds trees for every index that starts with from_id (most of the
+ * statement's CPU in perf): FORCE INDEX leaves it the one that matches. */
 static db_tpl_t mark_update = {
-    "UPDATE im_message_send SET fanout = 1 WHERE (from_id, server_msg_id) IN (",
+    "UPDATE im_message_send FORCE INDEX (PRIMARY) SET fanout = 1 WHERE (from_id, server_msg_id) IN "
+    "(",
     "(?, ?)",
     ")",
-    {0}};
+    {[1] = "UPDATE im_message_send SET fanout = 1 WHERE from_id = ? AND server_msg_id = ?"}};
 
 static void mark_batch(logic_job_t **jobs, int n, logic_dbc_t *c)
 {
@@ -1126,10 +1131,12 @@ typedef struct confirm_s {
 } confirm_t;
 
 static db_tpl_t confirm_update = {
-    "UPDATE im_message_recv SET status = 1 WHERE status = 0 AND (user_id, server_msg_id) IN (",
+    "UPDATE im_message_recv FORCE INDEX (uk_msg) SET status = 1 WHERE status = 0 AND "
+    "(user_id, server_msg_id) IN (",
     "(?, ?)",
     ")",
-    {0}};
+    {[1] = "UPDATE im_message_recv SET status = 1 WHERE status = 0 AND user_id = ? AND "
+           "server_msg_id = ?"}};
 
 static void confirm_batch(logic_job_t **jobs, int n, logic_dbc_t *c)
 {
