@@ -166,6 +166,9 @@ typedef struct db_tpl_s {
 const char *db_tpl_sql(db_tpl_t *t, int n);
 /* rows to take next out of `left`: 64, 16, 4 or 1 (few distinct statements to prepare) */
 int db_chunk(int left);
+/* statement size for k (<= 64) rows of a statement that may repeat its last row (an IN list):
+ * 64, 16, 4 or 1 */
+int db_pad(int k);
 /* the connection's scratch binds, emptied (NULL when out of memory) */
 db_binds_t *db_conn_binds(logic_dbc_t *c);
 /* Inbox seq counters of n distinct users (sorted ascending), each advanced by add[i], in the

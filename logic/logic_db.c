@@ -519,6 +519,11 @@ int db_seq_alloc(logic_dbc_t *c, const uint64_t *uids, const uint64_t *add, uint
     return DB_OK;
 }
 
+int db_pad(int k)
+{
+    return k > 16 ? 64 : k > 4 ? 16 : k > 1 ? 4 : 1;
+}
+
 int db_chunk(int left)
 {
     return left >= 64 ? 64 : left >= 16 ? 16 : left >= 4 ? 4 : 1;

@@ -550,28 +550,33 @@ static db_tpl_t mark_update = {
     ")",
     {[1] = "UPDATE im_message_send SET fanout = 1 WHERE from_id = ? AND server_msg_id = ?"}};
 
+/* One statement (up to 64 rows) commits on its own (autocommit): START TRANSACTION and COMMIT
+ * would be two more round trips, and each costs more than the statement on a light load. */
 static void mark_batch(logic_job_t **jobs, int n, logic_dbc_t *c)
 {
-    if (db_begin(c) != DB_OK)
+    int txn = n > DB_ROWS_MAX;
+    if (txn && db_begin(c) != DB_OK)
         goto fail;
     for (int i = 0; i < n;) {
-        int k = db_chunk(n - i);
+        int k = n - i < DB_ROWS_MAX ? n - i : DB_ROWS_MAX, sz = db_pad(k);
         db_binds_t *p = db_conn_binds(c);
         if (!p)
             goto fail_rb;
-        for (int j = 0; j < k; j++, i++) {
-            mark_t *m = (mark_t *) jobs[i];
+        for (int j = 0; j < sz; j++) { /* padded with the last pair: IN ignores repeats */
+            mark_t *m = (mark_t *) jobs[i + (j < k ? j : k - 1)];
             dbb_u64(p, m->from_id);
             dbb_u64(p, m->server_msg_id);
         }
-        if (db_exec_binds(c, db_tpl_sql(&mark_update, k), p, NULL, NULL, "") < 0)
+        i += k;
+        if (db_exec_binds(c, db_tpl_sql(&mark_update, sz), p, NULL, NULL, "") < 0)
             goto fail_rb;
     }
-    if (db_commit(c) == DB_OK)
+    if (!txn || db_commit(c) == DB_OK)
         return;
     goto fail;
 fail_rb:
-    db_rollback(c);
+    if (txn)
+        db_rollback(c);
 fail:
     for (int i = 0; i < n; i++)
         jobs[i]->rc = DB_ECONN; /* the sweeper will find them and mark them */
@@ -1140,26 +1145,31 @@ static db_tpl_t confirm_update = {
 
 static void confirm_batch(logic_job_t **jobs, int n, logic_dbc_t *c)
 {
-    if (db_begin(c) != DB_OK)
+    int txn = n > DB_ROWS_MAX; /* one statement commits on its own, as in mark_batch */
+    if (txn && db_begin(c) != DB_OK)
         return;
     for (int i = 0; i < n;) {
-        int k = db_chunk(n - i);
+        int k = n - i < DB_ROWS_MAX ? n - i : DB_ROWS_MAX, sz = db_pad(k);
         db_binds_t *p = db_conn_binds(c);
         if (!p) {
-            db_rollback(c);
+            if (txn)
+                db_rollback(c);
             return;
         }
-        for (int j = 0; j < k; j++, i++) {
-            confirm_t *x = (confirm_t *) jobs[i];
+        for (int j = 0; j < sz; j++) { /* padded with the last pair: IN ignores repeats */
+            confirm_t *x = (confirm_t *) jobs[i + (j < k ? j : k - 1)];
             dbb_u64(p, x->user_id);
             dbb_u64(p, x->server_msg_id);
         }
-        if (db_exec_binds(c, db_tpl_sql(&confirm_update, k), p, NULL, NULL, "") < 0) {
-            db_rollback(c);
+        i += k;
+        if (db_exec_binds(c, db_tpl_sql(&confirm_update, sz), p, NULL, NULL, "") < 0) {
+            if (txn)
+                db_rollback(c);
             return;
         }
     }
-    db_commit(c);
+    if (txn)
+        db_commit(c);
 }
 
 static void confirm_done(logic_job_t *job)

@@ -357,7 +357,7 @@ static void lookup_batch(logic_job_t **jobs, int n, logic_dbc_t *c)
     for (int i = 0; i < n && rc == DB_OK;) {
         int k = n - i < DB_ROWS_MAX ? n - i : DB_ROWS_MAX;
         /* the statement sizes are 64, 16, 4, 1: pad with the last id */
-        int sz = k > 16 ? 64 : k > 4 ? 16 : k > 1 ? 4 : 1;
+        int sz = db_pad(k);
         db_binds_t *b = db_conn_binds(c);
         if (!b) {
             rc = DB_ERR;
@@ -521,7 +521,7 @@ static void nicks_work(logic_job_t *job, logic_dbc_t *c)
         if (!k)
             break;
         /* the statement sizes are 64, 16, 4, 1: pad with the last id */
-        int sz = k > 16 ? 64 : k > 4 ? 16 : k > 1 ? 4 : 1;
+        int sz = db_pad(k);
         db_binds_t *b = db_conn_binds(c);
         if (!b) {
             job->rc = DB_ERR;
