@@ -475,14 +475,15 @@ int db_seq_alloc(logic_dbc_t *c, const uint64_t *uids, const uint64_t *add, uint
     seq_rows_t sr = {uids, end, n, 0, 0};
     for (size_t i = 0; i < n; i++)
         end[i] = UINT64_MAX; /* "not found" until a row says otherwise */
+    /* one statement per 64 users: the IN list is padded with the last id */
     for (size_t off = 0; off < n;) {
-        int k = db_chunk((int) (n - off));
+        int k = n - off < DB_ROWS_MAX ? (int) (n - off) : DB_ROWS_MAX, sz = db_pad(k);
         db_binds_t *p = db_conn_binds(c);
         if (!p)
             return DB_ERR;
-        for (int i = 0; i < k; i++)
-            dbb_u64(p, uids[off + (size_t) i]);
-        long r = db_exec_binds(c, db_tpl_sql(&seq_select, k), p, seq_row, &sr, "UU", &sr.row_uid,
+        for (int i = 0; i < sz; i++)
+            dbb_u64(p, uids[off + (size_t) (i < k ? i : k - 1)]);
+        long r = db_exec_binds(c, db_tpl_sql(&seq_select, sz), p, seq_row, &sr, "UU", &sr.row_uid,
                                &sr.row_max);
         if (r < 0)
             return (int) r;
@@ -497,21 +498,28 @@ int db_seq_alloc(logic_dbc_t *c, const uint64_t *uids, const uint64_t *add, uint
         end[i] += add[i];
         found++;
     }
-    /* write the new values back, found users only */
+    /* write the new values back, found users only, one statement per 64 (padded with the last
+     * row: writing the same value twice changes nothing) */
     size_t i = 0;
     while (found) {
-        int k = db_chunk((int) found);
+        int k = found < DB_ROWS_MAX ? (int) found : DB_ROWS_MAX, sz = db_pad(k);
         db_binds_t *p = db_conn_binds(c);
         if (!p)
             return DB_ERR;
+        size_t last = 0;
         for (int taken = 0; taken < k; i++) {
             if (!end[i])
                 continue;
             dbb_u64(p, uids[i]);
             dbb_u64(p, end[i]);
+            last = i;
             taken++;
         }
-        long r = db_exec_binds(c, db_tpl_sql(&seq_update, k), p, NULL, NULL, "");
+        for (int j = k; j < sz; j++) {
+            dbb_u64(p, uids[last]);
+            dbb_u64(p, end[last]);
+        }
+        long r = db_exec_binds(c, db_tpl_sql(&seq_update, sz), p, NULL, NULL, "");
         if (r < 0)
             return (int) r;
         found -= (size_t) k;
