@@ -12,7 +12,7 @@ WERROR       ?= 1
 SANITIZER    ?=
 CC           ?= cc
 
-PKGS := libuv libprotobuf-c hiredis libmariadb libsodium libmicrohttpd jansson libcurl libcrypto
+PKGS := libuv libprotobuf-c hiredis libmariadb libsodium libmicrohttpd jansson libcurl libssl libcrypto
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 

@@ -1,7 +1,7 @@
 /* cim: console chat client over libcim.
  *
  *   cim [--gate HOST:PORT[,HOST:PORT...]] [--client-type N] [--quiet] [--batch] [--keep-going]
- *       [--heartbeat SECONDS]
+ *       [--heartbeat SECONDS] [--tls [--tls-ca FILE | --tls-insecure]]
  *   cim admin [--api URL] [--api-key-file FILE | --api-key KEY] COMMAND...   (business API)
  *
  * Interactive on a terminal: a prompt, one command per line, pushes printed as they arrive.
@@ -281,7 +281,11 @@ static int ensure_connected(app_t *a)
         return 0;
     int rc = cim_connect_addr(a->c, a->gates, CONNECT_TIMEOUT_MS);
     if (rc != 0) {
-        printf("error: cannot connect to %s: %s\n", a->gates, cim_strerror(rc));
+        if (*cim_tls_error(a->c))
+            printf("error: cannot connect to %s: %s (%s)\n", a->gates, cim_strerror(rc),
+                   cim_tls_error(a->c));
+        else
+            printf("error: cannot connect to %s: %s\n", a->gates, cim_strerror(rc));
         fflush(stdout);
         return 1;
     }
@@ -1901,6 +1905,7 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: cim [--gate HOST:PORT[,HOST:PORT...]] [--client-type N] [--quiet]\n"
             "           [--batch] [--keep-going] [--heartbeat SECONDS]\n"
+            "           [--tls [--tls-ca FILE | --tls-insecure]]\n"
             "       cim admin [--api URL] [--api-key-file FILE] COMMAND... (cim admin --help)\n"
             "  --gate         gates to connect to, tried in order (default %s)\n"
             "  --client-type  0..6, default 5 (PC_WINDOWS); 1 ANDROID, 2 IOS, 3 WEB...\n"
@@ -1908,7 +1913,11 @@ static void usage(FILE *f)
             "  --batch        read commands from stdin without a prompt (default when stdin\n"
             "                 is not a terminal); exit 1 at the first failing command\n"
             "  --keep-going   in batch mode, run every command; exit 1 if any failed\n"
-            "  --heartbeat    seconds between heartbeats when idle (default 25; 0 = none)\n",
+            "  --heartbeat    seconds between heartbeats when idle (default 25; 0 = none)\n"
+            "  --tls          TLS to the gates' gate_tls_port, certificate checked against\n"
+            "                 the system's CAs and the gate's name (or IP address)\n"
+            "  --tls-ca       PEM file of the CA (or self-signed certificate) to check against\n"
+            "  --tls-insecure TLS without checking the certificate (tests only)\n",
             DEFAULT_GATE);
 }
 
@@ -1916,7 +1925,8 @@ int main(int argc, char **argv)
 {
     static app_t app;
     app_t *a = &app;
-    int batch = 0, heartbeat_ms = -1;
+    int batch = 0, heartbeat_ms = -1, tls = CIM_TLS_OFF;
+    const char *tls_ca = NULL;
     if (argc > 1 && !strcmp(argv[1], "admin"))
         return admin_main(argc - 1, argv + 1);
     a->gates = DEFAULT_GATE;
@@ -1944,6 +1954,15 @@ int main(int argc, char **argv)
                 return 2;
             }
             heartbeat_ms = (int) (sec * 1000);
+        } else if (!strcmp(arg, "--tls")) {
+            if (tls == CIM_TLS_OFF)
+                tls = CIM_TLS_VERIFY;
+        } else if (!strcmp(arg, "--tls-ca") && i + 1 < argc) {
+            tls_ca = argv[++i];
+            if (tls == CIM_TLS_OFF)
+                tls = CIM_TLS_VERIFY;
+        } else if (!strcmp(arg, "--tls-insecure")) {
+            tls = CIM_TLS_INSECURE;
         } else if (!strcmp(arg, "--batch")) {
             batch = 1;
         } else if (!strcmp(arg, "--keep-going")) {
@@ -1964,11 +1983,20 @@ int main(int argc, char **argv)
         fprintf(stderr, "cim: bad --gate '%s'\n", a->gates);
         return 2;
     }
+    if (tls != CIM_TLS_OFF && cim_set_tls(a->c, tls, tls_ca) != 0) {
+        fprintf(stderr, "cim: --tls: %s\n", cim_tls_error(a->c));
+        cim_client_free(a->c);
+        return 2;
+    }
     cim_set_push_cb(a->c, on_push, a);
     if (heartbeat_ms >= 0)
         cim_set_heartbeat_interval(a->c, heartbeat_ms);
     if (a->interactive && !a->quiet)
-        printf("cim console: gate %s, client type %u; type help\n", a->gates, a->client_type);
+        printf("cim console: gate %s%s, client type %u; type help\n", a->gates,
+               tls == CIM_TLS_OFF        ? ""
+               : tls == CIM_TLS_INSECURE ? " (TLS, certificate not checked)"
+                                         : " (TLS)",
+               a->client_type);
     prompt(a);
 
     while (!a->quit && !a->in_eof) {

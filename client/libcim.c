@@ -1,9 +1,16 @@
-/* libcim: blocking cim client (see libcim.h). poll() + non-blocking socket, no threads. */
+/* libcim: blocking cim client (see libcim.h). poll() + non-blocking socket, no threads.
+ *
+ * TLS (cim_set_tls) keeps the socket code as it is: the SSL object reads and writes two memory
+ * BIOs. Bytes from recv() go into the read BIO and SSL_read drains all the plaintext they
+ * complete into rbuf (so nothing decrypted waits inside OpenSSL while the caller polls the
+ * socket); packets are SSL_write'n in slices of one record and the ciphertext left in the
+ * write BIO goes out with the plain path's send loop (MSG_NOSIGNAL, deadline). */
 #include "libcim.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -15,6 +22,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
 #include "im_codec.h"
 #include "im_cmd.h"
 #include "proto/cim.pb-c.h"
@@ -24,6 +35,8 @@
 #define SEND_TIMEOUT   10000
 #define HB_RING        8
 #define CLIENT_VERSION "libcim/0.1"
+#define TLS_SLICE      16384 /* plaintext per SSL_write: one record */
+#define TLS_CHUNK      (32 * 1024)
 
 #define AHEAD_MAX     65536
 #define RETRY_BASE_MS 100
@@ -50,6 +63,14 @@ struct cim_client_s {
     int fd;         /* -1 when not connected */
     int peer_gone;  /* a send saw EPIPE/ECONNRESET: reads drain what is left, then close */
     int last_errno; /* for CIM_EIO */
+
+    SSL_CTX *tls_ctx; /* NULL: plain TCP */
+    int tls_mode;
+    SSL *ssl;         /* TLS on the current connection, else NULL */
+    BIO *rbio, *wbio; /* owned by ssl */
+    int tls_dead;     /* a fatal TLS error: no close_notify */
+    uint8_t *tbuf;    /* ciphertext from recv(), TLS_CHUNK bytes */
+    char tls_err[640];
 
     gate_addr_t *gates;
     int ngates;
@@ -138,6 +159,7 @@ static void seed_cmid(cim_client_t *c);
 static int on_delivery(cim_client_t *c, const cim_packet_t *p);
 static void on_ack(cim_client_t *c, const cim_packet_t *p, cim_ack_t *ack);
 static void flush_confirms(cim_client_t *c);
+static int sock_send(cim_client_t *c, const uint8_t *p, size_t len);
 
 /* ------------------------------------------------------------------ lifetime */
 
@@ -185,11 +207,30 @@ void cim_client_free(cim_client_t *c)
     free(c->gates);
     free(c->rbuf);
     free(c->token);
+    free(c->tbuf);
+    SSL_CTX_free(c->tls_ctx);
     free(c);
 }
 
 void cim_close(cim_client_t *c)
 {
+    if (c->ssl) {
+        /* close_notify, best effort: one non-blocking send */
+        if (c->fd >= 0 && !c->tls_dead && !c->peer_gone && SSL_is_init_finished(c->ssl)) {
+            ERR_clear_error();
+            if (SSL_shutdown(c->ssl) >= 0) {
+                uint8_t buf[256];
+                int n = BIO_read(c->wbio, buf, (int) sizeof(buf));
+                if (n > 0 && send(c->fd, buf, (size_t) n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+                    c->last_errno = errno;
+            }
+        }
+        ERR_clear_error();
+        SSL_free(c->ssl);
+        c->ssl = NULL;
+        c->rbio = c->wbio = NULL;
+    }
+    c->tls_dead = 0;
     if (c->fd >= 0)
         close(c->fd);
     c->fd = -1;
@@ -204,6 +245,11 @@ void cim_close(cim_client_t *c)
 int cim_is_connected(const cim_client_t *c)
 {
     return c->fd >= 0;
+}
+
+int cim_is_tls(const cim_client_t *c)
+{
+    return c->ssl != NULL;
 }
 
 int cim_fd(const cim_client_t *c)
@@ -385,6 +431,161 @@ fail:
     return rc;
 }
 
+/* ------------------------------------------------------------------ TLS */
+
+/* Note a TLS failure: what, then OpenSSL's first queued error or the certificate check's
+ * verdict (the queue is cleared). */
+static void tls_note(cim_client_t *c, const char *what)
+{
+    char why[200] = "";
+    long vr = c->ssl ? SSL_get_verify_result(c->ssl) : X509_V_OK;
+    unsigned long e = ERR_get_error();
+    if (vr != X509_V_OK)
+        snprintf(why, sizeof(why), "certificate verify failed: %s",
+                 X509_verify_cert_error_string(vr));
+    else if (e)
+        ERR_error_string_n(e, why, sizeof(why));
+    ERR_clear_error();
+    snprintf(c->tls_err, sizeof(c->tls_err), "%s%s%s", what, *why ? ": " : "", why);
+}
+
+int cim_set_tls(cim_client_t *c, int mode, const char *ca_file)
+{
+    if (mode != CIM_TLS_OFF && mode != CIM_TLS_VERIFY && mode != CIM_TLS_INSECURE)
+        return CIM_EINVAL;
+    c->tls_err[0] = '\0';
+    SSL_CTX *ctx = NULL;
+    if (mode != CIM_TLS_OFF) {
+        ERR_clear_error();
+        ctx = SSL_CTX_new(TLS_client_method());
+        if (!ctx) {
+            ERR_clear_error();
+            return CIM_ENOMEM;
+        }
+        SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+        SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+        if (mode == CIM_TLS_VERIFY) {
+            SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+            int ok = ca_file ? SSL_CTX_load_verify_locations(ctx, ca_file, NULL)
+                             : SSL_CTX_set_default_verify_paths(ctx);
+            if (ok != 1) {
+                char what[300];
+                snprintf(what, sizeof(what), "CA file %.255s", ca_file ? ca_file : "(system)");
+                tls_note(c, what);
+                SSL_CTX_free(ctx);
+                return CIM_EINVAL;
+            }
+        } else {
+            SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+        }
+    }
+    SSL_CTX_free(c->tls_ctx);
+    c->tls_ctx = ctx;
+    c->tls_mode = mode;
+    return 0;
+}
+
+const char *cim_tls_error(const cim_client_t *c)
+{
+    return c->tls_err;
+}
+
+/* Send the ciphertext waiting in the write BIO. 0 or a send error. */
+static int tls_flush(cim_client_t *c)
+{
+    uint8_t buf[TLS_SLICE + 1024];
+    int n;
+    while (c->ssl && (n = BIO_read(c->wbio, buf, (int) sizeof(buf))) > 0) {
+        int rc = sock_send(c, buf, (size_t) n);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* TLS handshake on the freshly connected c->fd, as a client of host, until deadline.
+ * 0, CIM_ETLS, CIM_ETIMEDOUT, CIM_ECLOSED, CIM_EIO or CIM_ENOMEM (the caller closes). */
+static int tls_start(cim_client_t *c, const char *host, int64_t deadline)
+{
+    ERR_clear_error();
+    if (!c->tbuf && !(c->tbuf = malloc(TLS_CHUNK)))
+        return CIM_ENOMEM;
+    BIO *rb = BIO_new(BIO_s_mem()), *wb = BIO_new(BIO_s_mem());
+    c->ssl = rb && wb ? SSL_new(c->tls_ctx) : NULL;
+    if (!c->ssl) {
+        BIO_free(rb);
+        BIO_free(wb);
+        ERR_clear_error();
+        return CIM_ENOMEM;
+    }
+    BIO_set_mem_eof_return(rb, -1);
+    BIO_set_mem_eof_return(wb, -1);
+    SSL_set_bio(c->ssl, rb, wb);
+    c->rbio = rb;
+    c->wbio = wb;
+    SSL_set_connect_state(c->ssl);
+    unsigned char addr[sizeof(struct in6_addr)];
+    int is_ip = inet_pton(AF_INET, host, addr) == 1 || inet_pton(AF_INET6, host, addr) == 1;
+    if (!is_ip)
+        SSL_set_tlsext_host_name(c->ssl, host); /* SNI: names only */
+    if (c->tls_mode == CIM_TLS_VERIFY) {
+        int ok = is_ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), host)
+                       : SSL_set1_host(c->ssl, host);
+        if (ok != 1) {
+            tls_note(c, "TLS: cannot check the certificate against the gate address");
+            return CIM_ETLS;
+        }
+    }
+    for (;;) {
+        ERR_clear_error();
+        int r = SSL_do_handshake(c->ssl);
+        int e = r == 1 ? SSL_ERROR_NONE : SSL_get_error(c->ssl, r);
+        int frc = tls_flush(c); /* our flight, or the alert that says why we stop */
+        if (e != SSL_ERROR_NONE && e != SSL_ERROR_WANT_READ) {
+            char what[300];
+            snprintf(what, sizeof(what), "TLS handshake with %s failed", c->gate_str);
+            tls_note(c, what);
+            c->tls_dead = 1;
+            return CIM_ETLS;
+        }
+        if (frc < 0) {
+            snprintf(c->tls_err, sizeof(c->tls_err), "TLS handshake: send failed: %s",
+                     cim_strerror(frc));
+            return frc;
+        }
+        if (e == SSL_ERROR_NONE)
+            return 0;
+        struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
+        int t = remaining(deadline);
+        int n = t == 0 ? 0 : poll(&pfd, 1, t);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            c->last_errno = errno;
+            return CIM_EIO;
+        }
+        if (n == 0) {
+            snprintf(c->tls_err, sizeof(c->tls_err), "TLS handshake with %s timed out",
+                     c->gate_str);
+            return CIM_ETIMEDOUT;
+        }
+        ssize_t got = recv(c->fd, c->tbuf, TLS_CHUNK, 0);
+        if (got > 0) {
+            if (BIO_write(c->rbio, c->tbuf, (int) got) != (int) got)
+                return CIM_ENOMEM;
+        } else if (got == 0 || (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)) {
+            if (got < 0)
+                c->last_errno = errno;
+            snprintf(c->tls_err, sizeof(c->tls_err),
+                     "TLS handshake with %s: connection closed by the server (not a TLS "
+                     "port?)",
+                     c->gate_str);
+            c->tls_dead = 1;
+            return CIM_ECLOSED;
+        }
+    }
+}
+
 /* Connect to gates[idx]; on success the client's connection state is fresh. */
 static int connect_gate(cim_client_t *c, int idx, int64_t deadline)
 {
@@ -425,6 +626,14 @@ static int connect_gate(cim_client_t *c, int idx, int64_t deadline)
     if (rc < 0)
         return rc;
     c->fd = rc;
+    if (c->tls_ctx) {
+        c->tls_err[0] = '\0';
+        rc = tls_start(c, g->host, deadline);
+        if (rc < 0) {
+            cim_close(c);
+            return rc;
+        }
+    }
     c->kicked = 0;
     c->kick_reason = 0;
     c->last_send_ms = now_ms();
@@ -464,12 +673,10 @@ int cim_connect_addr(cim_client_t *c, const char *addrs, int timeout_ms)
 
 /* ------------------------------------------------------------------ output */
 
-static int write_all(cim_client_t *c, const uint8_t *p, size_t len)
+/* The socket itself: all of p within SEND_TIMEOUT. 0, CIM_ETIMEDOUT (the connection is then
+ * closed), CIM_ECLOSED (peer_gone), CIM_EIO. */
+static int sock_send(cim_client_t *c, const uint8_t *p, size_t len)
 {
-    if (c->fd < 0)
-        return CIM_ENOTCONN;
-    if (c->peer_gone)
-        return CIM_ECLOSED;
     int64_t deadline = now_ms() + SEND_TIMEOUT;
     while (len > 0) {
         ssize_t n = send(c->fd, p, len, MSG_NOSIGNAL);
@@ -496,6 +703,39 @@ static int write_all(cim_client_t *c, const uint8_t *p, size_t len)
         }
         return CIM_EIO;
     }
+    return 0;
+}
+
+/* Plaintext through TLS, one record at a time. */
+static int tls_write(cim_client_t *c, const uint8_t *p, size_t len)
+{
+    while (len > 0) {
+        size_t n = len < TLS_SLICE ? len : TLS_SLICE;
+        ERR_clear_error();
+        int w = SSL_write(c->ssl, p, (int) n);
+        if (w <= 0) {
+            tls_note(c, "TLS write failed");
+            c->tls_dead = 1;
+            return CIM_EIO;
+        }
+        p += w;
+        len -= (size_t) w;
+        int rc = tls_flush(c);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+static int write_all(cim_client_t *c, const uint8_t *p, size_t len)
+{
+    if (c->fd < 0)
+        return CIM_ENOTCONN;
+    if (c->peer_gone)
+        return CIM_ECLOSED;
+    int rc = c->ssl ? tls_write(c, p, len) : sock_send(c, p, len);
+    if (rc < 0)
+        return rc;
     c->last_send_ms = now_ms();
     return 0;
 }
@@ -717,16 +957,9 @@ static int process_input(cim_client_t *c)
 /* Wait up to timeout_ms (-1 = forever) for input, read once, dispatch. Packets dispatched
  * (0 on timeout), CIM_ECLOSED on EOF/reset (the socket is then closed), CIM_ENOTCONN,
  * CIM_EPROTO, CIM_ENOMEM, CIM_EIO. */
-static int read_input(cim_client_t *c, int timeout_ms)
+/* At least READ_CHUNK bytes free at the end of rbuf (less only at the size limit). */
+static int rbuf_room(cim_client_t *c)
 {
-    if (c->fd < 0)
-        return CIM_ENOTCONN;
-    struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
-    int n = poll(&pfd, 1, timeout_ms);
-    if (n < 0)
-        return errno == EINTR ? 0 : CIM_EIO;
-    if (n == 0)
-        return 0;
     if (c->rcap - c->rlen < READ_CHUNK) {
         size_t ncap = c->rcap ? c->rcap * 2 : 2 * READ_CHUNK;
         if (ncap > CIM_MAX_INCOMING + 2 * READ_CHUNK)
@@ -739,6 +972,89 @@ static int read_input(cim_client_t *c, int timeout_ms)
             c->rcap = ncap;
         }
     }
+    return 0;
+}
+
+/* The socket is readable (or TLS holds plaintext): recv once into the read BIO, then decrypt
+ * and dispatch everything that completes. Same returns as read_input. */
+static int tls_read_input(cim_client_t *c)
+{
+    int eof = 0, got = 0;
+    ssize_t r = recv(c->fd, c->tbuf, TLS_CHUNK, 0);
+    if (r > 0) {
+        if (BIO_write(c->rbio, c->tbuf, (int) r) != (int) r) {
+            ERR_clear_error();
+            return CIM_ENOMEM;
+        }
+    } else if (r == 0) {
+        eof = 1;
+    } else if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) {
+        if (SSL_pending(c->ssl) == 0)
+            return 0;
+    } else {
+        c->last_errno = errno;
+        if (errno != ECONNRESET && errno != EPIPE) {
+            cim_close(c);
+            return CIM_EIO;
+        }
+        eof = 1;
+    }
+    for (;;) {
+        if (rbuf_room(c) < 0)
+            return CIM_ENOMEM;
+        size_t room = c->rcap - c->rlen;
+        ERR_clear_error();
+        int n = SSL_read(c->ssl, c->rbuf + c->rlen, room > INT_MAX ? INT_MAX : (int) room);
+        if (n > 0) {
+            c->rlen += (size_t) n;
+            int p = process_input(c); /* on an error the connection is closed */
+            if (p < 0)
+                return p;
+            got += p;
+            if (!c->ssl)
+                return got; /* closed meanwhile */
+            continue;
+        }
+        int e = SSL_get_error(c->ssl, n);
+        if (e == SSL_ERROR_WANT_READ)
+            break;
+        if (e == SSL_ERROR_ZERO_RETURN) { /* the server's close_notify */
+            eof = 1;
+            break;
+        }
+        tls_note(c, "TLS error");
+        c->tls_dead = 1;
+        cim_close(c);
+        return CIM_EPROTO;
+    }
+    if (tls_flush(c) == CIM_EIO) { /* what SSL_read had to answer (rare in TLS 1.3) */
+        cim_close(c);
+        return CIM_EIO;
+    }
+    flush_confirms(c);
+    if (eof) {
+        cim_close(c);
+        return CIM_ECLOSED;
+    }
+    return got;
+}
+
+static int read_input(cim_client_t *c, int timeout_ms)
+{
+    if (c->fd < 0)
+        return CIM_ENOTCONN;
+    if (c->ssl && SSL_pending(c->ssl) > 0)
+        return tls_read_input(c);
+    struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
+    int n = poll(&pfd, 1, timeout_ms);
+    if (n < 0)
+        return errno == EINTR ? 0 : CIM_EIO;
+    if (n == 0)
+        return 0;
+    if (c->ssl)
+        return tls_read_input(c);
+    if (rbuf_room(c) < 0)
+        return CIM_ENOMEM;
     ssize_t r = recv(c->fd, c->rbuf + c->rlen, c->rcap - c->rlen, 0);
     if (r > 0) {
         c->rlen += (size_t) r;
@@ -1793,6 +2109,8 @@ const char *cim_strerror(int rc)
         return "refused by the server";
     case CIM_ENOTOKEN:
         return "no token to log in with";
+    case CIM_ETLS:
+        return "TLS handshake failed";
     default:
         break;
     }

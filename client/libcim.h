@@ -10,6 +10,11 @@
  * queued until cim_next_push() pops it. The queue survives the connection's close, so a
  * test can read the 0x010B that preceded a kick.
  *
+ * TLS (optional, cim_set_tls): the same packets inside TLS 1.2+, to a gate's gate_tls_port.
+ * OpenSSL works on memory buffers and the library does the socket I/O itself, so everything
+ * above holds unchanged: each read drains what TLS has decrypted, so poll() on cim_fd() stays
+ * a valid "something to read" signal.
+ *
  * Return values: 0 (CIM_OK) on success, else a negative CIM_E* code below, or a negative
  * errno from the socket layer (cim_connect); cim_strerror() prints either. */
 #ifndef CIM_LIBCIM_H
@@ -33,6 +38,7 @@ enum {
     CIM_EIO = -1007,      /* socket error other than a close; see cim_last_errno() */
     CIM_ERESULT = -1008,  /* the server answered with a result code other than 200 */
     CIM_ENOTOKEN = -1009, /* cim_reconnect() without a remembered token */
+    CIM_ETLS = -1010,     /* TLS handshake or certificate check failed; see cim_tls_error() */
 };
 
 #define CIM_DEFAULT_PORT         8000
@@ -84,6 +90,27 @@ int cim_set_gates(cim_client_t *c, const char *addrs);
 /* Bind the source address (literal IPv4/IPv6, copied; NULL = any) for later connects, so load
  * tests can use 127.0.0.2... for more ports. 0 or CIM_EINVAL. */
 int cim_set_source_ip(cim_client_t *c, const char *ip);
+
+/* TLS for the connects that follow (a gate's gate_tls_port), for every gate of the list:
+ *   CIM_TLS_VERIFY    check the gate's certificate against ca_file (PEM; NULL = the system's
+ *                     CA store) and its name: the host name of the gate address, or its IP
+ *                     address when the address is a literal (then the certificate needs it as
+ *                     an IP subjectAltName)
+ *   CIM_TLS_INSECURE  encrypt without checking the certificate (self-signed test setups only;
+ *                     ca_file is ignored)
+ *   CIM_TLS_OFF       plain TCP again (the default)
+ * TLS 1.2 at least. 0; CIM_EINVAL (bad mode, or ca_file unusable: cim_tls_error() says why);
+ * CIM_ENOMEM. A connect whose handshake fails returns CIM_ETLS (or CIM_ETIMEDOUT, CIM_ECLOSED)
+ * and cim_tls_error() says why. */
+enum { CIM_TLS_OFF = 0, CIM_TLS_VERIFY = 1, CIM_TLS_INSECURE = 2 };
+int cim_set_tls(cim_client_t *c, int mode, const char *ca_file);
+
+/* The last TLS failure in words ("" if none); owned by the client, valid until the next
+ * connect or cim_set_tls. */
+const char *cim_tls_error(const cim_client_t *c);
+
+/* 1 when the current connection is TLS, else 0. */
+int cim_is_tls(const cim_client_t *c);
 
 /* Close the connection (the queue, user id and token are kept). Safe when not connected. */
 void cim_close(cim_client_t *c);

@@ -12,6 +12,7 @@ PKGS=(
     mariadb-server mariadb-client redis-server redis-tools
     libsodium-dev libssl-dev libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev libwslay-dev gnuplot-nox
     valgrind curl procps iproute2 python3 clang-format cppcheck
+    openssl
 )
 
 missing=()

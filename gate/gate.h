@@ -17,7 +17,11 @@ typedef struct gate_config_s {
     char *gate_host;
     long long gate_port;
     long long gate_ws_port;
-    char *gate_nn_addr; /* delivery endpoint, bound and advertised: tcp://IP:PORT */
+    long long gate_tls_port; /* binary protocol over TLS, 0 = off */
+    long long gate_wss_port; /* WebSocket over TLS, 0 = off */
+    char *gate_tls_cert;     /* PEM certificate chain (leaf first) */
+    char *gate_tls_key;      /* PEM private key, unencrypted */
+    char *gate_nn_addr;      /* delivery endpoint, bound and advertised: tcp://IP:PORT */
     long long gate_metrics_port;
     char *redis_addr;
     long long registry_ttl;      /* seconds */
@@ -51,6 +55,8 @@ enum {
 
 typedef struct gate_conn_s gate_conn_t;
 typedef struct gate_ws_s gate_ws_t;
+typedef struct gate_tls_s gate_tls_t;
+struct ssl_ctx_st; /* OpenSSL's SSL_CTX */
 
 typedef struct gate_logic_s {
     uint64_t id;
@@ -67,6 +73,9 @@ typedef struct gate_s {
     uv_tcp_t listener;
     uv_tcp_t ws_listener;
     int ws_listening;
+    uv_tcp_t tls_listener, wss_listener;
+    int tls_listening, wss_listening;
+    struct ssl_ctx_st *tls_ctx; /* NULL when no TLS port is on */
     uv_timer_t sweep_timer;
     uv_timer_t registry_timer;
     uv_signal_t sigterm, sigint;
@@ -89,7 +98,8 @@ typedef struct gate_s {
     struct gate_metrics_s {
         im_metric_t *conns, *authed, *accepted, *closed, *pkts_in, *pkts_out, *bytes_in, *bytes_out,
             *proto_errors, *unknown_cmds, *kicks, *accept_errors, *auth_timeouts, *idle_timeouts,
-            *slow_closes, *up_dropped, *no_logic, *logics, *ws_conns, *rate_limited, *up_queued;
+            *slow_closes, *up_dropped, *no_logic, *logics, *ws_conns, *rate_limited, *up_queued,
+            *tls_conns, *tls_failures;
         im_metric_t *by_type[8];
     } m;
 } gate_t;
@@ -116,8 +126,15 @@ void gate_conn_stop_accepting(gate_t *g);
 /* Send a ROUTE item upstream for every logged-in connection; returns how many. */
 int gate_conn_reannounce(gate_t *g);
 
+/* Write a, then b (may be NULL), to the client's byte stream: through TLS on the TLS ports,
+ * else straight to the socket. 0 ok, -1 the connection was closed. The bytes are not
+ * retained (what cannot be sent now is copied). */
 int gate_conn_write_raw(gate_conn_t *c, const uint8_t *a, size_t alen, const uint8_t *b,
                         size_t blen);
+/* The socket itself (TLS ciphertext): uv_try_write, the rest queued; closes a client whose
+ * queue would pass gate_write_queue_max. 0 ok, -1 the connection was closed. */
+int gate_conn__sock_write(gate_conn_t *c, const uint8_t *a, size_t alen, const uint8_t *b,
+                          size_t blen);
 /* Handle one decoded client packet; 0 go on, -1 the connection was closed. */
 int gate_conn_handle_packet(gate_conn_t *c, const im_packet_t *p);
 gate_t *gate_conn_gate(gate_conn_t *c);
@@ -134,6 +151,30 @@ int gate_ws_close(gate_conn_t *c, int reason);
 /* Inside wslay's receive loop a close is only noted (returns 1); it happens when wslay returns. */
 int gate_ws_defer_close(gate_conn_t *c, int reason, int graceful);
 gate_ws_t *gate_conn_ws(gate_conn_t *c);
+
+/* gate_tls.c: TLS on gate_tls_port / gate_wss_port (OpenSSL, memory BIOs; libuv owns the
+ * socket) */
+/* Load the certificate and key into g->tls_ctx when a TLS port is on. 0 ok (also when TLS is
+ * off), -1 after logging why (missing or bad file, key that does not match). */
+int gate_tls_init(gate_t *g);
+/* Free g->tls_ctx (at exit). */
+void gate_tls_cleanup(gate_t *g);
+/* Server-side TLS state for a new connection, or NULL when out of memory. */
+gate_tls_t *gate_tls_new(gate_t *g);
+void gate_tls_free(gate_tls_t *t);
+/* Ciphertext from the socket: taken in whole and, while the handshake is not done, used to
+ * advance it. 0 go on (gate_tls_read), -1 the connection was closed (handshake failure,
+ * logged). */
+int gate_tls_feed(gate_conn_t *c, gate_tls_t *t, const uint8_t *data, size_t len);
+/* Plaintext received, up to cap bytes into buf: > 0 bytes, 0 none until more ciphertext
+ * comes, -1 the connection was closed (close_notify from the client, or a TLS error). */
+long gate_tls_read(gate_conn_t *c, gate_tls_t *t, uint8_t *buf, size_t cap);
+/* Encrypt a then b and send the records; dropped before the handshake is done. 0 ok, -1 the
+ * connection was closed. */
+int gate_tls_write(gate_conn_t *c, gate_tls_t *t, const uint8_t *a, size_t alen, const uint8_t *b,
+                   size_t blen);
+/* Send close_notify (graceful close); the client's is not awaited. */
+void gate_tls_close_notify(gate_conn_t *c, gate_tls_t *t);
 
 /* gate_link.c */
 int gate_link_start(gate_t *g);

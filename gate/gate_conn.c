@@ -6,7 +6,12 @@
  * first; only what the kernel does not take is copied into a heap write request.
  * Deadlines (auth, idle, graceful close) need no timer per connection: connections sit on an
  * LRU list by last activity and on a FIFO "wait" list (unauthenticated in connect order, or
- * closing in close order); one sweep timer looks at the heads. */
+ * closing in close order); one sweep timer looks at the heads.
+ * On the TLS ports (gate_tls.c) reads always go into the shared buffer; the ciphertext is
+ * handed to the connection's SSL, and the plaintext it yields takes the same path as a plain
+ * read (into the partial-packet buffer when there is one, else the shared buffer, which is
+ * free again once the ciphertext is copied into the SSL's read BIO). Writes are encrypted
+ * first and the ciphertext goes out through the same try-write-then-queue path. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -48,6 +53,7 @@ struct gate_conn_s {
     uint8_t on_wait;
     uint8_t close_reason;
     gate_ws_t *ws;      /* WebSocket state, NULL for plain TCP clients */
+    gate_tls_t *tls;    /* TLS state on the TLS ports, else NULL */
     uint32_t rl_tokens; /* request bucket, in thousandths of a request */
     uint32_t rl_last;   /* ms (gate clock) of the last refill */
     uint32_t cf_tokens; /* delivery-confirmation bucket */
@@ -211,6 +217,10 @@ static void on_closed(uv_handle_t *h)
     im_metric_add(g->m.closed, 1);
     free(c->buf);
     gate_ws_free(c->ws);
+    if (c->tls) {
+        gate_tls_free(c->tls);
+        im_metric_add(g->m.tls_conns, -1);
+    }
     free(c);
 }
 
@@ -261,6 +271,8 @@ void gate_conn_close(gate_conn_t *c, int reason, int graceful)
                      c->id, c->user_id, c->client_type, 0, 0, NULL, 0, NULL, (uint32_t) reason);
     if (c->ws)
         graceful |= gate_ws_close(c, reason); /* a close frame goes out first */
+    if (c->tls && graceful)
+        gate_tls_close_notify(c, c->tls); /* then TLS' own close */
     uv_read_stop((uv_stream_t *) &c->tcp);
     free(c->buf);
     c->buf = NULL;
@@ -288,8 +300,8 @@ static void on_written(uv_write_t *req, int status)
 
 /* Write a, then b, to the socket: what the kernel takes now is not copied; the rest goes into
  * one heap write request. 0 ok, -1 the connection was closed. */
-int gate_conn_write_raw(gate_conn_t *c, const uint8_t *a, size_t alen, const uint8_t *b,
-                        size_t blen)
+int gate_conn__sock_write(gate_conn_t *c, const uint8_t *a, size_t alen, const uint8_t *b,
+                          size_t blen)
 {
     gate_t *g = c->g;
     if (uv_is_closing((uv_handle_t *) &c->tcp))
@@ -340,6 +352,16 @@ int gate_conn_write_raw(gate_conn_t *c, const uint8_t *a, size_t alen, const uin
         return -1;
     }
     return 0;
+}
+
+int gate_conn_write_raw(gate_conn_t *c, const uint8_t *a, size_t alen, const uint8_t *b,
+                        size_t blen)
+{
+    if (uv_is_closing((uv_handle_t *) &c->tcp))
+        return -1;
+    if (c->tls)
+        return gate_tls_write(c, c->tls, a, alen, b, blen);
+    return gate_conn__sock_write(c, a, alen, b, blen);
 }
 
 void gate_conn_send(gate_conn_t *c, uint16_t cmd, uint16_t seq, const uint8_t *body, size_t len)
@@ -566,17 +588,33 @@ static long process(gate_conn_t *c, const uint8_t *data, size_t len, size_t *nee
     return c->state == CONN_CLOSING ? -1 : (long) off;
 }
 
+/* Where the next plaintext bytes go: the free tail of the partial packet being collected (no
+ * copy), else the loop's shared buffer. */
+static void plain_dest(gate_conn_t *c, uint8_t **p, size_t *cap)
+{
+    if (c->buf && !c->ws && c->bcap > c->blen) {
+        *p = c->buf + c->blen;
+        *cap = c->bcap - c->blen;
+    } else {
+        *p = c->g->rbuf;
+        *cap = c->g->rbuf_size;
+    }
+}
+
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     gate_conn_t *c = h->data;
     (void) suggested;
-    if (c->buf && !c->ws) {
-        buf->base = (char *) c->buf + c->blen;
-        buf->len = c->bcap - c->blen;
+    uint8_t *p;
+    size_t cap;
+    if (c->tls) { /* ciphertext: always the shared buffer */
+        p = c->g->rbuf;
+        cap = c->g->rbuf_size;
     } else {
-        buf->base = (char *) c->g->rbuf;
-        buf->len = c->g->rbuf_size;
+        plain_dest(c, &p, &cap);
     }
+    buf->base = (char *) p;
+    buf->len = cap;
 }
 
 /* keep the unconsumed tail of a read as this connection's partial packet */
@@ -612,33 +650,36 @@ static int keep_partial(gate_conn_t *c, const uint8_t *rest, size_t n, size_t ne
     return 0;
 }
 
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+/* n plaintext bytes at base (where plain_dest pointed, or anywhere) from the client */
+static void on_plain(gate_conn_t *c, const uint8_t *base, size_t n)
 {
-    gate_conn_t *c = s->data;
     gate_t *g = c->g;
-    if (nread == 0 || c->state == CONN_CLOSING)
-        return;
-    if (nread < 0) {
-        gate_conn_close(c, CLOSE_CLIENT, 0);
-        return;
-    }
-    im_metric_add(g->m.bytes_in, nread);
+    im_metric_add(g->m.bytes_in, (int64_t) n);
     if (c->ws) {
         /* any bytes (pings included) count as liveness */
         c->active_ms = im_mono_ms();
         lru_touch(g, c);
-        gate_ws_on_data(c, (const uint8_t *) buf->base, (size_t) nread);
+        gate_ws_on_data(c, base, n);
         return;
     }
     const uint8_t *data;
     size_t len;
-    if (c->buf && (uint8_t *) buf->base == c->buf + c->blen) {
-        c->blen += (uint32_t) nread;
+    if (c->buf && base == c->buf + c->blen) {
+        c->blen += (uint32_t) n;
+        data = c->buf;
+        len = c->blen;
+    } else if (c->buf) { /* not read in place: append */
+        if (keep_partial(c, c->buf, c->blen, (size_t) c->blen + n) < 0) {
+            gate_conn_close(c, CLOSE_CLIENT, 0);
+            return;
+        }
+        memcpy(c->buf + c->blen, base, n);
+        c->blen += (uint32_t) n;
         data = c->buf;
         len = c->blen;
     } else {
-        data = (const uint8_t *) buf->base;
-        len = (size_t) nread;
+        data = base;
+        len = n;
     }
     size_t need = 0;
     long used = process(c, data, len, &need);
@@ -653,6 +694,54 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     if (keep_partial(c, data + used, rest, need) < 0)
         gate_conn_close(c, CLOSE_CLIENT, 0);
+}
+
+/* TLS slices the shared-buffer read into, so that the SSL's read BIO holds at most a record or
+ * two (memory BIOs keep their largest size) */
+#define TLS_FEED_SLICE (17 * 1024)
+
+static void on_tls_read(gate_conn_t *c, const uint8_t *data, size_t len)
+{
+    /* the ciphertext is copied into the SSL's read BIO slice by slice; the shared buffer can
+     * then take plaintext, but the slices after the current one are still in it: decrypt
+     * into the partial-packet buffer, or into the part of the shared buffer already fed */
+    size_t off = 0;
+    while (off < len) {
+        size_t take = len - off < TLS_FEED_SLICE ? len - off : TLS_FEED_SLICE;
+        if (gate_tls_feed(c, c->tls, data + off, take) < 0)
+            return;
+        off += take;
+        for (;;) {
+            uint8_t *p;
+            size_t cap;
+            plain_dest(c, &p, &cap);
+            if (p == c->g->rbuf)
+                cap = off; /* only the part already copied into the BIO */
+            long n = gate_tls_read(c, c->tls, p, cap);
+            if (n <= 0)
+                break;
+            on_plain(c, p, (size_t) n);
+            if (c->state == CONN_CLOSING)
+                return;
+        }
+        if (c->state == CONN_CLOSING)
+            return;
+    }
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    gate_conn_t *c = s->data;
+    if (nread == 0 || c->state == CONN_CLOSING)
+        return;
+    if (nread < 0) {
+        gate_conn_close(c, CLOSE_CLIENT, 0);
+        return;
+    }
+    if (c->tls)
+        on_tls_read(c, (const uint8_t *) buf->base, (size_t) nread);
+    else
+        on_plain(c, (const uint8_t *) buf->base, (size_t) nread);
 }
 
 /* ---------------------------------------------------------------- auth results */
@@ -712,7 +801,9 @@ static void free_handle(uv_handle_t *h)
     free(h->data);
 }
 
-static void accept_conn(uv_stream_t *server, int status, int ws)
+enum { ACCEPT_WS = 1, ACCEPT_TLS = 2 };
+
+static void accept_conn(uv_stream_t *server, int status, int kind)
 {
     gate_t *g = server->data;
     static uint64_t last_log_ms;
@@ -766,10 +857,17 @@ static void accept_conn(uv_stream_t *server, int status, int ws)
     c->rl_last = c->cf_last = (uint32_t) c->connected_ms;
     c->cf_tokens = (uint32_t) (g->cfg.gate_burst * 20 * 1000);
     uv_tcp_nodelay(&c->tcp, 1);
-    if (ws && !(c->ws = gate_ws_new(c))) {
+    if ((kind & ACCEPT_WS) && !(c->ws = gate_ws_new(c))) {
         uv_close((uv_handle_t *) &c->tcp, free_handle);
         return;
     }
+    if ((kind & ACCEPT_TLS) && !(c->tls = gate_tls_new(g))) {
+        gate_ws_free(c->ws);
+        uv_close((uv_handle_t *) &c->tcp, free_handle);
+        return;
+    }
+    if (c->tls)
+        im_metric_add(g->m.tls_conns, 1);
     im_map_put(&g->conns, c->id, c);
     g->nconns++;
     im_metric_add(g->m.conns, 1);
@@ -787,7 +885,17 @@ static void on_connection(uv_stream_t *server, int status)
 
 static void on_ws_connection(uv_stream_t *server, int status)
 {
-    accept_conn(server, status, 1);
+    accept_conn(server, status, ACCEPT_WS);
+}
+
+static void on_tls_connection(uv_stream_t *server, int status)
+{
+    accept_conn(server, status, ACCEPT_TLS);
+}
+
+static void on_wss_connection(uv_stream_t *server, int status)
+{
+    accept_conn(server, status, ACCEPT_WS | ACCEPT_TLS);
 }
 
 static int listen_on(gate_t *g, uv_tcp_t *h, int port, uv_connection_cb cb)
@@ -837,6 +945,19 @@ int gate_conn_listen(gate_t *g)
         log_info("WebSocket clients and the web page on %s:%lld", g->cfg.gate_host,
                  g->cfg.gate_ws_port);
     }
+    if (g->cfg.gate_tls_port) {
+        if (listen_on(g, &g->tls_listener, (int) g->cfg.gate_tls_port, on_tls_connection) < 0)
+            return -1;
+        g->tls_listening = 1;
+        log_info("TLS clients on %s:%lld", g->cfg.gate_host, g->cfg.gate_tls_port);
+    }
+    if (g->cfg.gate_wss_port) {
+        if (listen_on(g, &g->wss_listener, (int) g->cfg.gate_wss_port, on_wss_connection) < 0)
+            return -1;
+        g->wss_listening = 1;
+        log_info("WebSocket over TLS and the web page on %s:%lld", g->cfg.gate_host,
+                 g->cfg.gate_wss_port);
+    }
     return 0;
 }
 
@@ -846,6 +967,10 @@ void gate_conn_stop_accepting(gate_t *g)
         uv_close((uv_handle_t *) &g->listener, NULL);
     if (g->ws_listening && !uv_is_closing((uv_handle_t *) &g->ws_listener))
         uv_close((uv_handle_t *) &g->ws_listener, NULL);
+    if (g->tls_listening && !uv_is_closing((uv_handle_t *) &g->tls_listener))
+        uv_close((uv_handle_t *) &g->tls_listener, NULL);
+    if (g->wss_listening && !uv_is_closing((uv_handle_t *) &g->wss_listener))
+        uv_close((uv_handle_t *) &g->wss_listener, NULL);
 }
 
 /* ---------------------------------------------------------------- deadlines */

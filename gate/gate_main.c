@@ -25,6 +25,14 @@ static const im_cfg_opt_t gate_opts[] = {
     OPT("gate_host", IM_CFG_STR, gate_host, 0, 0, "0.0.0.0", "address for client TCP"),
     OPT("gate_port", IM_CFG_INT, gate_port, 1, 65535, "8000", "client TCP port"),
     OPT("gate_ws_port", IM_CFG_INT, gate_ws_port, 0, 65535, "8001", "WebSocket port (0 = off)"),
+    OPT("gate_tls_port", IM_CFG_INT, gate_tls_port, 0, 65535, "0",
+        "client port with TLS, same packets as gate_port (0 = off; needs gate_tls_cert/key)"),
+    OPT("gate_wss_port", IM_CFG_INT, gate_wss_port, 0, 65535, "0",
+        "WebSocket + web page over TLS (0 = off; needs gate_tls_cert/key)"),
+    OPT("gate_tls_cert", IM_CFG_STR, gate_tls_cert, 0, 0, "",
+        "PEM certificate chain for the TLS ports (leaf first)"),
+    OPT("gate_tls_key", IM_CFG_STR, gate_tls_key, 0, 0, "",
+        "PEM private key (unencrypted) for the TLS ports"),
     OPT("gate_nn_addr", IM_CFG_STR, gate_nn_addr, 0, 0, "tcp://127.0.0.1:7100",
         "nanomsg endpoint for deliveries from logics (literal IP; advertised in Redis)"),
     OPT("gate_metrics_port", IM_CFG_INT, gate_metrics_port, 0, 65535, "9100",
@@ -129,6 +137,11 @@ static void metrics_init(gate_t *g)
                                     "bytes waiting for logics that cannot take them yet");
     m->rate_limited = im_metrics_counter("cim_gate_rate_limited_total",
                                          "requests or connections refused by a rate limit");
+    m->tls_conns = im_metrics_gauge("cim_gate_tls_connections",
+                                    "open connections on gate_tls_port and gate_wss_port");
+    m->tls_failures = im_metrics_counter("cim_gate_tls_handshake_failures_total",
+                                         "TLS connections closed for a failed handshake or a TLS "
+                                         "error");
 }
 
 static void sweep_cb(uv_timer_t *t)
@@ -207,6 +220,8 @@ int main(int argc, char **argv)
         log_error("gate_nn_addr must be tcp://IP:PORT (literal IP), got %s", g->cfg.gate_nn_addr);
         return 2;
     }
+    if (gate_tls_init(g) < 0)
+        return 2;
     if (sodium_init() < 0)
         return 1;
     g->id = g->cfg.gate_id ? (uint64_t) g->cfg.gate_id
@@ -244,9 +259,11 @@ int main(int argc, char **argv)
     uv_signal_init(g->loop, &g->sigint);
     g->sigint.data = g;
     uv_signal_start(&g->sigint, on_signal, SIGINT);
-    log_info("gate %llu up: clients %s:%lld, max packet %lld, auth timeout %lld s, idle %lld s",
-             (unsigned long long) g->id, g->cfg.gate_host, g->cfg.gate_port, g->cfg.max_packet,
-             g->cfg.gate_auth_timeout, g->cfg.gate_idle_timeout);
+    log_info("gate %llu up: clients %s:%lld (TLS %lld, WebSocket %lld, WebSocket TLS %lld), max "
+             "packet %lld, auth timeout %lld s, idle %lld s",
+             (unsigned long long) g->id, g->cfg.gate_host, g->cfg.gate_port, g->cfg.gate_tls_port,
+             g->cfg.gate_ws_port, g->cfg.gate_wss_port, g->cfg.max_packet, g->cfg.gate_auth_timeout,
+             g->cfg.gate_idle_timeout);
 
     uv_run(g->loop, UV_RUN_DEFAULT);
 
@@ -263,6 +280,7 @@ int main(int argc, char **argv)
         im_map_free(&g->ip_buckets);
     }
     free(g->rbuf);
+    gate_tls_cleanup(g);
     log_info("gate %llu stopped", (unsigned long long) g->id);
     im_config_free(gate_opts, &g->cfg);
     return 0;

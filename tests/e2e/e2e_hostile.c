@@ -2,9 +2,9 @@
  * password brute force, slowloris and half-open connections, a client that never reads, and
  * a legit client next to garbage.
  *
- * The limits are tested on private msg_gates started here from $CIM_BIN with default limits
- * (the stack's gates have them raised), on free ports, pointing at the stack's Redis so they
- * find the stack's logics. Their logs go to $CIM_TEST_DIR/log/hostile-PORT.log. */
+ * The limits are tested on private msg_gates (e2e_pgate.h) started here from $CIM_BIN with
+ * default limits (the stack's gates have them raised), on free ports, pointing at the stack's
+ * Redis so they find the stack's logics. Their logs go to $CIM_TEST_DIR/log/hostile-PORT.log. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -19,106 +19,7 @@
 #include "../test.h"
 #include "e2e_common.h"
 #include "e2e_msg_common.h"
-
-/* ------------------------------------------------------------------ a private gate */
-
-typedef struct pgate_s {
-    pid_t pid;
-    int port, metrics;
-    char addr[64], maddr[64];
-} pgate_t;
-
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    CHECK(fd >= 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    CHECK_EQ_INT(bind(fd, (struct sockaddr *) &sa, sizeof(sa)), 0);
-    socklen_t sl = sizeof(sa);
-    CHECK_EQ_INT(getsockname(fd, (struct sockaddr *) &sa, &sl), 0);
-    close(fd);
-    return ntohs(sa.sin_port);
-}
-
-/* start msg_gate with extra "--name=value" flags (NULL-terminated); wait for logics 2 */
-static void pgate_start(pgate_t *g, const char *const *extra)
-{
-    memset(g, 0, sizeof(*g));
-    g->port = free_port();
-    g->metrics = free_port();
-    int nn = free_port();
-    snprintf(g->addr, sizeof(g->addr), "127.0.0.1:%d", g->port);
-    snprintf(g->maddr, sizeof(g->maddr), "127.0.0.1:%d", g->metrics);
-    char exe[512], a_port[64], a_nn[96], a_met[64], a_redis[96], logf[512];
-    snprintf(exe, sizeof(exe), "%s/msg_gate", e2e_env("CIM_BIN"));
-    snprintf(a_port, sizeof(a_port), "--gate_port=%d", g->port);
-    snprintf(a_nn, sizeof(a_nn), "--gate_nn_addr=tcp://127.0.0.1:%d", nn);
-    snprintf(a_met, sizeof(a_met), "--gate_metrics_port=%d", g->metrics);
-    snprintf(a_redis, sizeof(a_redis), "--redis_addr=127.0.0.1:%s", e2e_env("CIM_REDIS_PORT"));
-    snprintf(logf, sizeof(logf), "%s/log/hostile-%d.log", e2e_env("CIM_TEST_DIR"), g->port);
-    const char *argv[32] = {exe,
-                            a_port,
-                            "--gate_ws_port=0",
-                            a_nn,
-                            a_met,
-                            a_redis,
-                            "--gate_host=127.0.0.1",
-                            "--gate_auth_timeout=2",
-                            "--log_level=info",
-                            "--gate_web_root="};
-    int n = 10;
-    for (int i = 0; extra && extra[i] && n < 31; i++)
-        argv[n++] = extra[i];
-    argv[n] = NULL;
-    fflush(stdout);
-    fflush(stderr);
-    g->pid = fork();
-    CHECK(g->pid >= 0);
-    if (g->pid == 0) {
-        int fd = open(logf, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-            close(fd);
-        }
-        execv(exe, (char *const *) argv);
-        _exit(127);
-    }
-    int64_t until = e2e_now_ms() + 60000;
-    for (;;) {
-        CHECK(waitpid(g->pid, NULL, WNOHANG) == 0);
-        e2e_http_rsp_t r;
-        if (e2e_http(g->maddr, "GET", "/healthz", NULL, NULL, &r) == 0) {
-            long long k = e2e_json_int(&r, "logics", -1);
-            e2e_http_rsp_free(&r);
-            if (k >= 2)
-                break;
-        }
-        if (e2e_now_ms() > until) {
-            fprintf(stderr, "  private gate on %d: no \"logics\":2 in 60 s (see %s)\n", g->port,
-                    logf);
-            CHECK(0);
-        }
-        e2e_sleep_ms(200);
-    }
-}
-
-static void pgate_stop(pgate_t *g)
-{
-    if (g->pid <= 0)
-        return;
-    kill(g->pid, SIGTERM);
-    int64_t until = e2e_now_ms() + 10000;
-    while (waitpid(g->pid, NULL, WNOHANG) == 0) {
-        if (e2e_now_ms() > until) {
-            kill(g->pid, SIGKILL);
-            waitpid(g->pid, NULL, 0);
-            break;
-        }
-        e2e_sleep_ms(50);
-    }
-    g->pid = 0;
-}
+#include "e2e_pgate.h"
 
 static long rss_kb(pid_t pid)
 {
@@ -154,45 +55,6 @@ static cim_client_t *p_login(const char *addr, const char *name, uint64_t *uid)
     if (uid)
         *uid = cim_user_id(c);
     return c;
-}
-
-static int raw_connect(const char *addr)
-{
-    char host[64];
-    snprintf(host, sizeof(host), "%s", addr);
-    char *colon = strrchr(host, ':');
-    CHECK(colon != NULL);
-    *colon = 0;
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t) atoi(colon + 1))};
-    inet_pton(AF_INET, host, &sa.sin_addr);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    CHECK(fd >= 0);
-    if (connect(fd, (struct sockaddr *) &sa, sizeof(sa)) != 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
-/* 1 when the peer closed fd (EOF or reset) within ms, discarding what it sends */
-static int raw_closed_within(int fd, int ms)
-{
-    int64_t until = e2e_now_ms() + ms;
-    char buf[65536];
-    for (;;) {
-        int left = (int) (until - e2e_now_ms());
-        if (left <= 0)
-            return 0;
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        int r = poll(&p, 1, left);
-        if (r < 0 && errno != EINTR)
-            return 1;
-        if (r <= 0)
-            continue;
-        ssize_t got = recv(fd, buf, sizeof(buf), 0);
-        if (got == 0 || (got < 0 && errno != EAGAIN && errno != EINTR))
-            return 1;
-    }
 }
 
 static void hdr(uint8_t *h, uint32_t len, uint16_t cmd, uint16_t seq)

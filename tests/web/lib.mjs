@@ -1,10 +1,12 @@
 // Helpers for the web tests: environment, a tiny test harness, the business API, the
 // protocol module of the page (web/proto.js), and a raw WebSocket client on net.Socket that
-// can also send what browsers never send (unmasked frames, text frames, oversized frames).
+// can also send what browsers never send (unmasked frames, text frames, oversized frames), in
+// plain TCP or in TLS (wss).
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
+import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
 
 export const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -99,9 +101,11 @@ export async function createUser(prefix, nick, password = 'secret123') {
 
 // ------------------------------------------------------------------ raw WebSocket client
 export class RawWs {
-  constructor(P, hostport) {
+  // tlsOptions: null for ws://, else node tls.connect options for wss:// (ca, servername...)
+  constructor(P, hostport, tlsOptions = null) {
     this.P = P;
     this.hostport = hostport;
+    this.tlsOptions = tlsOptions;
     this.buf = Buffer.alloc(0);
     this.packets = [];
     this.waiters = [];
@@ -116,11 +120,13 @@ export class RawWs {
     const [host, port] = this.hostport.split(':');
     return new Promise((resolve, reject) => {
       const key = crypto.randomBytes(16).toString('base64');
-      const sock = net.connect(Number(port), host);
+      const sock = this.tlsOptions
+        ? tls.connect({ host, port: Number(port), ...this.tlsOptions })
+        : net.connect(Number(port), host);
       this.sock = sock;
       let head = Buffer.alloc(0), upgraded = false;
       const timer = setTimeout(() => { sock.destroy(); reject(new Error('handshake timed out')); }, timeoutMs);
-      sock.on('connect', () => {
+      sock.on(this.tlsOptions ? 'secureConnect' : 'connect', () => {
         sock.write(`GET / HTTP/1.1\r\nHost: ${this.hostport}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
           `Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`);
       });
@@ -143,6 +149,7 @@ export class RawWs {
       });
       sock.on('error', (e) => { clearTimeout(timer); if (!upgraded) reject(e); });
       sock.on('close', () => {
+        if (!upgraded) { clearTimeout(timer); reject(new Error('connection closed during the handshake')); }
         this.closed = true;
         clearInterval(this.hbTimer);
         for (const w of this.closedWaiters) w();

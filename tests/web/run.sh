@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Web hook of tests/run.sh (mode all): the web page (web/) in Debian's chromium through
-# playwright-core, and WebSocket bad-input tests in node, against the running e2e stack.
+# playwright-core, and WebSocket tests in node (bad input; wss on a private TLS gate), against
+# the running e2e stack.
 #   env: CIM_GATE1 CIM_GATE2 CIM_GATE1_WS CIM_GATE2_WS CIM_API CIM_API_KEY CIM_BIN CIM_TEST_DIR
 #   (tests/run.sh sets them; by hand: export them for a stack of your own)
 # Installs what it needs, idempotently: the chromium package (apt) and playwright-core (npm, from
@@ -27,8 +28,8 @@ done
 command -v node >/dev/null || fail_setup "node is not installed"
 command -v npm >/dev/null || fail_setup "npm is not installed"
 
-# WEB_ONLY=ws: only the WebSocket bad-input tests (no browser; make test-valgrind runs them so the
-# gate's WebSocket side runs under valgrind too)
+# WEB_ONLY=ws: only the WebSocket tests, bad input and wss (no browser; make test-valgrind runs
+# them so the gate's WebSocket side runs under valgrind too)
 if [[ ${WEB_ONLY:-} == ws ]]; then
     run() { # NAME SCRIPT
         local name=$1 script=$2 log
@@ -47,6 +48,7 @@ if [[ ${WEB_ONLY:-} == ws ]]; then
     }
     PASSED=0 FAILED=0
     run "WebSocket bad input" ws_bad_input.mjs
+    run "WebSocket over TLS" wss.mjs
     echo "$PASSED passed, $FAILED failed"
     ((FAILED == 0))
     exit
@@ -102,6 +104,7 @@ run() { # NAME SCRIPT: one node test program; adds its "N passed, N failed"
 }
 
 run "WebSocket bad input" ws_bad_input.mjs
+run "WebSocket over TLS" wss.mjs
 run "web page in chromium" browser.mjs
 
 # whatever happened, gate1 must be running for the tests after this hook
