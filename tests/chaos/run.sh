@@ -77,7 +77,7 @@ trap 'say "interrupted"; FAILED=$((FAILED + 1)); finish' INT TERM
 # --- the driver ------------------------------------------------------------------------------
 
 build_driver() {
-    local san=() pkgs="libuv libprotobuf-c hiredis libmariadb libsodium libmicrohttpd jansson libcurl libcrypto"
+    local san=() pkgs="libuv libprotobuf-c hiredis libmariadb libsodium libmicrohttpd jansson libcurl libssl libcrypto"
     if [[ ! -f $BIN/libcim.a || ! -d $BIN/gen ]]; then
         say "chaos: $BIN/libcim.a not found (build first: make BUILD=$BIN all)"
         return 1

@@ -399,7 +399,7 @@ AGENT=$TMP/mh_agent
 # shellcheck disable=SC2046
 if cc -std=gnu11 -O2 -Wall -Wextra -I "$REPO/client" -I "$BIN/gen" \
     "$REPO/tests/multihost/mh_agent.c" "$BIN/libcim.a" \
-    $(pkg-config --cflags --libs libuv libprotobuf-c hiredis libmariadb libsodium libmicrohttpd jansson libcurl) \
+    $(pkg-config --cflags --libs libuv libprotobuf-c hiredis libmariadb libsodium libmicrohttpd jansson libcurl libssl libcrypto) \
     -lnanomsg -lpthread -lm -o "$AGENT" 2>"$TMP/log/agent-build.log"; then
     ok "client: mh_agent built against $BIN/libcim.a"
 else
