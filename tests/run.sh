@@ -201,7 +201,11 @@ e2e_start() {
     export STACK_LOG_LEVEL=debug
     STACK_LOGIC_EXTRA=$'pwhash_level = 0\nlogin_fail_max_ip = 1000'
     # request limits raised for bursts and load tests; tests of the limits start their own gate
-    STACK_GATE_EXTRA=$'gate_auth_timeout = 2\ngate_idle_timeout = 3\ngate_rate = 100000\ngate_burst = 100000'
+    # login deadline and idle timeout: 2 and 3 s; 8 and 10 s under valgrind, where a logic just
+    # restarted can take seconds over its first logins. The tests read both from the environment
+    export CIM_TEST_AUTH_TIMEOUT=2 CIM_TEST_IDLE_TIMEOUT=3
+    [[ $VALGRIND == 1 ]] && CIM_TEST_AUTH_TIMEOUT=8 CIM_TEST_IDLE_TIMEOUT=10
+    STACK_GATE_EXTRA="gate_auth_timeout = $CIM_TEST_AUTH_TIMEOUT"$'\n'"gate_idle_timeout = $CIM_TEST_IDLE_TIMEOUT"$'\ngate_rate = 100000\ngate_burst = 100000'
     [[ -n ${E2E_LOGIC_EXTRA:-} ]] && STACK_LOGIC_EXTRA+=$'\n'"$E2E_LOGIC_EXTRA"
     [[ -n ${E2E_GATE_EXTRA:-} ]] && STACK_GATE_EXTRA+=$'\n'"$E2E_GATE_EXTRA"
     export STACK_LOGIC_EXTRA STACK_GATE_EXTRA
@@ -316,6 +320,18 @@ run_e2e() { # MODE
 
 # --- finish ----------------------------------------------------------------------------------
 
+# the server log lines most likely to explain a failure, printed (CI keeps only the output)
+log_digest() {
+    local f
+    [[ -d ${STACK:-}/log ]] || return 0
+    for f in "$STACK"/log/gate*.log "$STACK"/log/logic*.log; do
+        [[ -f $f ]] || continue
+        say "--- last warnings and closes in $(basename "$f"):"
+        grep -E ' (WARN|ERROR) |: closed|no login|kicked|left|joined' "$f" | tail -n 15 | cut -c1-220 |
+            sed 's/^/    | /'
+    done
+}
+
 save_artifacts() {
     local dest=$REPO/tests/out/$RUN_ID
     mkdir -p "$dest" || return
@@ -336,6 +352,7 @@ finish() {
     e2e_stop
     if ((FAILED > 0)); then
         say "failed: ${FAILED_ITEMS[*]}"
+        log_digest
         save_artifacts
     fi
     if [[ ${KEEP:-0} == 1 ]]; then
