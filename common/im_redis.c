@@ -164,8 +164,10 @@ static void disconnect_cb(const redisAsyncContext *ac, int status)
     im_redis_t *r = ac->data;
     if (status != REDIS_OK && !r->freeing)
         log_warn("redis %s:%d: disconnected: %s", r->host, r->port, ac->errstr);
-    r->connected = 0;
-    r->ac = NULL;
+    if (r->ac == ac) {
+        r->connected = 0;
+        r->ac = NULL;
+    }
 }
 
 static void do_connect(im_redis_t *r)
@@ -204,7 +206,10 @@ static void timer_cb(uv_timer_t *t)
         redisAsyncContext *ac = r->ac;
         r->ac = NULL;
         r->connected = 0;
-        redisAsyncDisconnect(ac); /* pending callbacks get NULL */
+        /* Free, not redisAsyncDisconnect: that one waits for every pending reply, which a
+         * frozen server never sends, and would keep the old socket (and the loop) alive with
+         * all its callbacks. Freeing hands each pending callback NULL now. */
+        redisAsyncFree(ac);
     }
 }
 

@@ -685,38 +685,6 @@ static int login_round(char (*names)[40], int *done, int n, int round_ms)
     return ok;
 }
 
-/* pid of a stack process from $CIM_TEST_DIR/NAME.pid, 0 if none */
-static pid_t stack_pid(const char *name)
-{
-    char path[512];
-    snprintf(path, sizeof(path), "%s/%s.pid", e2e_env("CIM_TEST_DIR"), name);
-    FILE *f = fopen(path, "r");
-    long pid = 0;
-    if (f) {
-        if (fscanf(f, "%ld", &pid) != 1)
-            pid = 0;
-        fclose(f);
-    }
-    return (pid_t) pid;
-}
-
-/* 1 while pid runs (zombies count as gone) */
-static int pid_alive(pid_t pid)
-{
-    if (pid <= 0 || kill(pid, 0) != 0)
-        return 0;
-    char path[64], buf[256];
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int) pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return 0;
-    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    const char *rp = strrchr(buf, ')');
-    return !(rp && (rp[2] == 'Z' || rp[2] == 'X'));
-}
-
 /* Users registered and logged in through both gates (each gate picks a logic per user), then
  * ctl.sh ACTION LOGIC (stop: SIGTERM; kill: SIGKILL, the registration must lapse by TTL); once
  * the process is gone, every user must be able to log in again within FAILOVER_MS. The logic
@@ -733,8 +701,8 @@ static int failover(const char *logic, const char *action)
         CHECK_EQ_INT(try_login("CIM_GATE2", names[i], E2E_CALL_MS), 0);
     }
 
-    pid_t pid = stack_pid(logic);
-    CHECK(pid_alive(pid));
+    pid_t pid = e2e_stack_pid(logic);
+    CHECK(e2e_pid_alive(pid));
     atexit(restart_stopped_logic);
     signal(SIGALRM, restart_on_alarm);
     stopped_logic = logic;
@@ -747,9 +715,9 @@ static int failover(const char *logic, const char *action)
         stopped_logic = NULL; /* the parent restarts it */
         _exit(e2e_ctl(action, logic) == 0 ? 0 : 1);
     }
-    while (pid_alive(pid) && e2e_now_ms() - t_stop < 30000)
+    while (e2e_pid_alive(pid) && e2e_now_ms() - t_stop < 30000)
         e2e_sleep_ms(20);
-    CHECK(!pid_alive(pid));
+    CHECK(!e2e_pid_alive(pid));
     int64_t t_dead = e2e_now_ms();
     int ctl_ms = (int) (t_dead - t_stop);
     fprintf(stderr, "  %s: %s gone after %d ms\n", action, logic, ctl_ms);

@@ -4,15 +4,19 @@
  *   CIM_API, CIM_API2         127.0.0.1:PORT of the two msg_logic HTTP APIs
  *   CIM_API_KEY               the business API key
  *   CIM_TEST_DIR              has ctl.sh start|stop|kill NAME (logic1 logic2 gate1 gate2 ...)
- * Test stack settings: auth timeout 2 s, idle timeout 3 s, minimum password hashing cost. */
+ *   CIM_TEST_AUTH_TIMEOUT, CIM_TEST_IDLE_TIMEOUT  the gates' login deadline and idle timeout (s)
+ * Test stack settings: auth timeout 2 s, idle timeout 3 s (8 and 10 s under valgrind), minimum
+ * password hashing cost. */
 #ifndef CIM_E2E_COMMON_H
 #define CIM_E2E_COMMON_H
 
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/types.h>
 #include <unistd.h>
 
 #include "../../client/libcim.h"
@@ -46,6 +50,38 @@ static inline const char *e2e_env(const char *name)
         CHECK(v && *v);
     }
     return v;
+}
+
+/* pid of a stack process from $CIM_TEST_DIR/NAME.pid, 0 if none */
+static inline pid_t e2e_stack_pid(const char *name)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/%s.pid", e2e_env("CIM_TEST_DIR"), name);
+    FILE *f = fopen(path, "r");
+    long pid = 0;
+    if (f) {
+        if (fscanf(f, "%ld", &pid) != 1)
+            pid = 0;
+        fclose(f);
+    }
+    return (pid_t) pid;
+}
+
+/* 1 while pid runs (zombies count as gone) */
+static inline int e2e_pid_alive(pid_t pid)
+{
+    if (pid <= 0 || kill(pid, 0) != 0)
+        return 0;
+    char path[64], buf[256];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int) pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *rp = strrchr(buf, ')');
+    return !(rp && (rp[2] == 'Z' || rp[2] == 'X'));
 }
 
 /* A user name unique across runs on the same database: <tag><pid><ms clock><counter>, at most

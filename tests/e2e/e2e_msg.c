@@ -798,6 +798,102 @@ TEST(msg_redis_flushed)
     cim_client_free(cb);
 }
 
+/* Redis frozen (SIGSTOP, as a hung server or a silent network partition looks): the logics give
+ * up on the stuck connection after their Redis timeout (5 s) and reconnect. A SIGTERM must
+ * still end a logic promptly (the stuck connection once kept the loop alive forever with
+ * every pending command), and nothing acked is lost once Redis is back. */
+static pid_t g_frozen_redis;
+
+static void thaw_redis(void)
+{
+    if (g_frozen_redis > 0)
+        kill(g_frozen_redis, SIGCONT);
+    g_frozen_redis = 0;
+}
+
+static void fz_entry(cim_client_t *c, const CIM__Def__CIMMsgInfo *m, void *ud)
+{
+    (void) c;
+    int *seen = ud;
+    int k;
+    if (m->msg_data.len == 5 && sscanf((const char *) m->msg_data.data, "fz %2d", &k) == 1 &&
+        k >= 0 && k < 10)
+        seen[k]++;
+    else
+        seen[10]++;
+}
+
+TEST(msg_redis_frozen_then_sigterm)
+{
+    uint64_t a, b;
+    cim_client_t *ca = msg_user("CIM_GATE1", "fzA", IM_CT_PC_WINDOWS, &a, NULL);
+    cim_client_t *cb = msg_user("CIM_GATE2", "fzB", IM_CT_PC_WINDOWS, &b, NULL);
+    cim_client_t *cs[2] = {ca, cb};
+    pid_t rp = e2e_stack_pid("redis"), lp = e2e_stack_pid("logic1");
+    CHECK(e2e_pid_alive(rp));
+    CHECK(e2e_pid_alive(lp));
+    atexit(thaw_redis);
+    g_frozen_redis = rp;
+    CHECK_EQ_INT(kill(rp, SIGSTOP), 0);
+    for (int i = 0; i < 10; i++) {
+        char text[16], cmid[16];
+        snprintf(text, sizeof(text), "fz %02d", i);
+        snprintf(cmid, sizeof(cmid), "fz-%d", i);
+        cim_msg_out_t m = {.to = b, .data = text, .len = 5, .client_msg_id = cmid};
+        CHECK_EQ_INT(cim_send_msg_async(ca, &m, NULL), 0);
+    }
+    /* past the logics' Redis timeout, clients kept alive by their heartbeats */
+    for (int64_t t = e2e_now_ms(); e2e_now_ms() - t < 7000;) {
+        cim_poll(ca, 0);
+        cim_poll(cb, 100);
+    }
+    int64_t t0 = e2e_now_ms();
+    CHECK_EQ_INT(kill(lp, SIGTERM), 0);
+    while (e2e_pid_alive(lp) && e2e_now_ms() - t0 < 20000) {
+        cim_poll(ca, 0);
+        cim_poll(cb, 50);
+    }
+    int ms = (int) (e2e_now_ms() - t0), gone = !e2e_pid_alive(lp);
+    if (!gone)
+        kill(lp, SIGKILL);
+    thaw_redis();
+    fprintf(stderr, "  logic1 %s %d ms after SIGTERM with Redis frozen\n",
+            gone ? "exited" : "still running (killed)", ms);
+    CHECK_EQ_INT(msg_ctl("start", "logic1", cs, 2), 0);
+    CHECK(msg_wait_logics(2, 20000, cs, 2));
+    CHECK(gone);
+    CHECK(ms <= 5000);
+
+    /* every message acked (resent with its client_msg_id as needed), in B's inbox once */
+    int rc = cim_flush(ca, 30000);
+    if (rc != 0) { /* the connection may have gone with the logic: the login resends */
+        CHECK_EQ_INT(cim_reconnect(ca, E2E_CONNECT_MS), 0);
+        CHECK_EQ_INT(cim_flush(ca, 30000), 0);
+    }
+    int seen[11] = {0};
+    uint64_t max = 0;
+    CHECK_EQ_INT(cim_sync(cb, 0, 100, fz_entry, seen, &max, NULL, NULL), 0);
+    for (int i = 0; i < 10; i++) {
+        if (seen[i] != 1)
+            fprintf(stderr, "  fz %02d is in the inbox %d times\n", i, seen[i]);
+        CHECK_EQ_INT(seen[i], 1);
+    }
+    CHECK_EQ_INT(seen[10], 0);
+    CHECK_EQ_INT(max, 10);
+    /* and live delivery works again */
+    uint64_t id = msg_send_ok(ca, b, "thawed", NULL);
+    int live = 0;
+    for (CIM__Def__CIMMsgData *d; (d = msg_next(cb, 5000));) {
+        live += d->server_msg_id == id;
+        cim__def__cimmsg_data__free_unpacked(d, NULL);
+        if (live)
+            break;
+    }
+    CHECK_EQ_INT(live, 1);
+    cim_client_free(ca);
+    cim_client_free(cb);
+}
+
 TEST(msg_mysql_down_then_resend)
 {
     uint64_t a, b;
