@@ -125,6 +125,9 @@ void logic_db_stop(void);
 /* Run job->work on a worker of `shard` (the worker is picked by key, so jobs with the same key
  * run in order), then job->done on the loop. */
 void logic_db_submit(unsigned shard, uint64_t key, logic_job_t *job);
+/* The same, at the head of the worker's queue: for the few jobs that must not wait behind a
+ * backlog (the worker-id lease renewal; without it message ids pause). */
+void logic_db_submit_first(unsigned shard, uint64_t key, logic_job_t *job);
 unsigned logic_db_shards(void);
 /* Did the shard's last attempt reach MySQL? (for /healthz) */
 int logic_db_shard_ok(unsigned shard);

@@ -612,7 +612,7 @@ static void lease_tick(uv_timer_t *t)
     g_lease.now = im_now_ms();
     g_lease.job.work = lease_work;
     g_lease.job.done = lease_done;
-    logic_db_submit(0, 0, &g_lease.job);
+    logic_db_submit_first(0, 0, &g_lease.job); /* not behind a backlog of messages */
 }
 
 int logic_worker_lease_start(logic_t *l)

@@ -18,6 +18,7 @@
 #include "im_log.h"
 #include "logic.h"
 
+#define DB_SCAN_MAX 4096 /* queued jobs looked at for one batch */
 #define MAX_SHARDS  16
 #define MAX_WORKERS 16
 #define MAX_STMTS   96
@@ -629,22 +630,26 @@ static void *worker_main(void *arg)
         int n = 0;
         batch[n++] = job;
         w->head = job->next;
+        if (!w->head)
+            w->tail = NULL;
         if (job->batch) {
-            /* every queued job of the same kind joins the batch, in queue order (kinds
-             * interleave in a worker's queue; jobs of one kind keep their order) */
-            logic_job_t **pp = &w->head;
-            while (*pp && n < LOGIC_DB_BATCH_MAX) {
+            /* queued jobs of the same kind join the batch, in queue order (kinds interleave in
+             * a worker's queue; jobs of one kind keep their order). The scan is bounded: under
+             * overload the queue holds hundreds of thousands of jobs, and the loop thread
+             * waits for this mutex to queue more. */
+            logic_job_t **pp = &w->head, *prev = NULL;
+            for (int seen = 0; *pp && n < LOGIC_DB_BATCH_MAX && seen < DB_SCAN_MAX; seen++) {
                 if ((*pp)->batch == job->batch) {
                     batch[n++] = *pp;
+                    if (w->tail == *pp)
+                        w->tail = prev;
                     *pp = (*pp)->next;
                 } else {
+                    prev = *pp;
                     pp = &(*pp)->next;
                 }
             }
         }
-        w->tail = NULL;
-        for (logic_job_t *t = w->head; t; t = t->next)
-            w->tail = t;
         pthread_mutex_unlock(&w->mu);
 
         if (w->conn.my && im_mono_ms() - w->used_ms > 1000 && mysql_ping(w->conn.my) != 0) {
@@ -709,7 +714,7 @@ static void on_async(uv_async_t *a)
     }
 }
 
-void logic_db_submit(unsigned shard, uint64_t key, logic_job_t *job)
+static void submit(unsigned shard, uint64_t key, logic_job_t *job, int first)
 {
     shard_t *s = &D.shards[shard % D.nshards];
     worker_t *w = &s->workers[key % (uint64_t) s->nworkers];
@@ -717,13 +722,30 @@ void logic_db_submit(unsigned shard, uint64_t key, logic_job_t *job)
     job->rc = DB_OK;
     job->submit_us = im_mono_us();
     pthread_mutex_lock(&w->mu);
-    if (w->tail)
-        w->tail->next = job;
-    else
+    if (first) {
+        job->next = w->head;
         w->head = job;
-    w->tail = job;
+        if (!w->tail)
+            w->tail = job;
+    } else {
+        if (w->tail)
+            w->tail->next = job;
+        else
+            w->head = job;
+        w->tail = job;
+    }
     pthread_cond_signal(&w->cv);
     pthread_mutex_unlock(&w->mu);
+}
+
+void logic_db_submit(unsigned shard, uint64_t key, logic_job_t *job)
+{
+    submit(shard, key, job, 0);
+}
+
+void logic_db_submit_first(unsigned shard, uint64_t key, logic_job_t *job)
+{
+    submit(shard, key, job, 1);
 }
 
 unsigned logic_db_shards(void)

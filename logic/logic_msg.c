@@ -69,10 +69,12 @@ typedef struct fan_s {
     struct fan_s *next_retry;
 } fan_t;
 
-typedef struct mark_s {
+/* A job that updates one row found by a pair of ids: a fan-out done mark (from_id,
+ * server_msg_id) or a delivery confirmation (user_id, server_msg_id). */
+typedef struct pair_job_s {
     logic_job_t job;
-    uint64_t from_id, server_msg_id;
-} mark_t;
+    uint64_t a, b;
+} pair_job_t;
 
 static struct {
     logic_t *l;
@@ -550,39 +552,47 @@ static db_tpl_t mark_update = {
     ")",
     {[1] = "UPDATE im_message_send SET fanout = 1 WHERE from_id = ? AND server_msg_id = ?"}};
 
-/* One statement (up to 64 rows) commits on its own (autocommit): START TRANSACTION and COMMIT
- * would be two more round trips, and each costs more than the statement on a light load. */
-static void mark_batch(logic_job_t **jobs, int n, logic_dbc_t *c)
+/* Run tpl over the pairs of jobs[0..n), up to DB_ROWS_MAX per statement (padded IN). One
+ * statement commits on its own (autocommit): START TRANSACTION and COMMIT would be two more
+ * round trips, and each costs more than the statement on a light load; more than one run in a
+ * transaction. 0, or -1 (rolled back). */
+static int update_pairs(logic_job_t **jobs, int n, logic_dbc_t *c, db_tpl_t *tpl)
 {
     int txn = n > DB_ROWS_MAX;
     if (txn && db_begin(c) != DB_OK)
-        goto fail;
+        return -1;
     for (int i = 0; i < n;) {
         int k = n - i < DB_ROWS_MAX ? n - i : DB_ROWS_MAX, sz = db_pad(k);
         db_binds_t *p = db_conn_binds(c);
         if (!p)
-            goto fail_rb;
+            goto fail;
         for (int j = 0; j < sz; j++) { /* padded with the last pair: IN ignores repeats */
-            mark_t *m = (mark_t *) jobs[i + (j < k ? j : k - 1)];
-            dbb_u64(p, m->from_id);
-            dbb_u64(p, m->server_msg_id);
+            pair_job_t *x = (pair_job_t *) jobs[i + (j < k ? j : k - 1)];
+            dbb_u64(p, x->a);
+            dbb_u64(p, x->b);
         }
         i += k;
-        if (db_exec_binds(c, db_tpl_sql(&mark_update, sz), p, NULL, NULL, "") < 0)
-            goto fail_rb;
+        if (db_exec_binds(c, db_tpl_sql(tpl, sz), p, NULL, NULL, "") < 0)
+            goto fail;
     }
     if (!txn || db_commit(c) == DB_OK)
-        return;
-    goto fail;
-fail_rb:
+        return 0;
+    return -1;
+fail:
     if (txn)
         db_rollback(c);
-fail:
+    return -1;
+}
+
+static void mark_batch(logic_job_t **jobs, int n, logic_dbc_t *c)
+{
+    if (update_pairs(jobs, n, c, &mark_update) == 0)
+        return;
     for (int i = 0; i < n; i++)
         jobs[i]->rc = DB_ECONN; /* the sweeper will find them and mark them */
 }
 
-static void mark_job_done(logic_job_t *job)
+static void pair_job_free(logic_job_t *job)
 {
     free(job);
 }
@@ -592,13 +602,13 @@ static void mark_done(logic_msg_t *m)
     if (m->fanout_done)
         return;
     m->fanout_done = 1;
-    mark_t *k = calloc(1, sizeof(*k));
+    pair_job_t *k = calloc(1, sizeof(*k));
     if (!k)
         return;
-    k->from_id = m->from_id;
-    k->server_msg_id = m->server_msg_id;
+    k->a = m->from_id;
+    k->b = m->server_msg_id;
     k->job.batch = mark_batch;
-    k->job.done = mark_job_done;
+    k->job.done = pair_job_free;
     logic_db_submit(im_shard_of(m->from_id, IM_SHARD_COUNT), m->from_id, &k->job);
 }
 
@@ -1130,11 +1140,6 @@ void logic_msg_post_counted(uint64_t from_id, uint64_t to_id, uint32_t session_t
 
 /* ---------------------------------------------------------------- delivery confirmations */
 
-typedef struct confirm_s {
-    logic_job_t job;
-    uint64_t user_id, server_msg_id;
-} confirm_t;
-
 static db_tpl_t confirm_update = {
     "UPDATE im_message_recv FORCE INDEX (uk_msg) SET status = 1 WHERE status = 0 AND "
     "(user_id, server_msg_id) IN (",
@@ -1145,36 +1150,7 @@ static db_tpl_t confirm_update = {
 
 static void confirm_batch(logic_job_t **jobs, int n, logic_dbc_t *c)
 {
-    int txn = n > DB_ROWS_MAX; /* one statement commits on its own, as in mark_batch */
-    if (txn && db_begin(c) != DB_OK)
-        return;
-    for (int i = 0; i < n;) {
-        int k = n - i < DB_ROWS_MAX ? n - i : DB_ROWS_MAX, sz = db_pad(k);
-        db_binds_t *p = db_conn_binds(c);
-        if (!p) {
-            if (txn)
-                db_rollback(c);
-            return;
-        }
-        for (int j = 0; j < sz; j++) { /* padded with the last pair: IN ignores repeats */
-            confirm_t *x = (confirm_t *) jobs[i + (j < k ? j : k - 1)];
-            dbb_u64(p, x->user_id);
-            dbb_u64(p, x->server_msg_id);
-        }
-        i += k;
-        if (db_exec_binds(c, db_tpl_sql(&confirm_update, sz), p, NULL, NULL, "") < 0) {
-            if (txn)
-                db_rollback(c);
-            return;
-        }
-    }
-    if (txn)
-        db_commit(c);
-}
-
-static void confirm_done(logic_job_t *job)
-{
-    free(job);
+    update_pairs(jobs, n, c, &confirm_update); /* on failure the rows stay status 0 */
 }
 
 void logic_msg_confirm(const logic_req_t *r, const uint8_t *body, size_t len)
@@ -1183,13 +1159,13 @@ void logic_msg_confirm(const logic_req_t *r, const uint8_t *body, size_t len)
     if (!a)
         return;
     if (r->user_id && a->server_msg_id) {
-        confirm_t *k = calloc(1, sizeof(*k));
+        pair_job_t *k = calloc(1, sizeof(*k));
         if (k) {
             /* only the confirming user's own inbox row can change */
-            k->user_id = r->user_id;
-            k->server_msg_id = a->server_msg_id;
+            k->a = r->user_id;
+            k->b = a->server_msg_id;
             k->job.batch = confirm_batch;
-            k->job.done = confirm_done;
+            k->job.done = pair_job_free;
             im_metric_add(M.confirms, 1);
             logic_db_submit(im_shard_of(r->user_id, IM_SHARD_COUNT), r->user_id, &k->job);
         }

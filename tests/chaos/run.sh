@@ -13,7 +13,8 @@
 # (4 servers) for the "one shard down" fault.
 # Environment: CHAOS_LONG=1 (more clients, longer traffic and outages), VALGRIND=1 or
 # CIM_TEST_LIGHT (a much smaller run), CHAOS_USERS / CHAOS_SECS / CHAOS_RATE (override),
-# CHAOS_ONLY=shared|shards (one part only), KEEP=1 (keep the temp dir).
+# CHAOS_ONLY=shared|shards (one part only), CHAOS_FAULTS="NAME ..." (only these faults),
+# KEEP=1 (keep the temp dir).
 # Prints the driver's "fault=NAME acked=N received=N lost=N dup=N ..." lines and ends with
 # "N passed, N failed".
 set -uo pipefail
@@ -95,8 +96,13 @@ build_driver() {
 }
 
 run_driver() { # LABEL ARGS...: runs the driver, counts its summary
-    local label=$1 log=$WORK/$1.out rc s
+    local label=$1 log=$WORK/$1.out rc s a keep=()
     shift
+    for a in "$@"; do # CHAOS_FAULTS="logic_kill shard_stop": only those faults
+        [[ -z ${CHAOS_FAULTS:-} || " $CHAOS_FAULTS " == *" ${a%%=*} "* ]] && keep+=("$a")
+    done
+    ((${#keep[@]})) || return 0
+    set -- "${keep[@]}"
     say "=== chaos: $label"
     "$WORK/chaos" -u "$USERS" -t "$SECS" -r "$RATE" -d "$DRAIN" "$@" 2>&1 | tee "$log"
     rc=${PIPESTATUS[0]}
