@@ -815,9 +815,11 @@ static void fz_entry(cim_client_t *c, const CIM__Def__CIMMsgInfo *m, void *ud)
 {
     (void) c;
     int *seen = ud;
+    char text[8] = {0}; /* the body is not NUL-terminated */
     int k;
-    if (m->msg_data.len == 5 && sscanf((const char *) m->msg_data.data, "fz %2d", &k) == 1 &&
-        k >= 0 && k < 10)
+    if (m->msg_data.len == 5)
+        memcpy(text, m->msg_data.data, 5);
+    if (text[0] && sscanf(text, "fz %2d", &k) == 1 && k >= 0 && k < 10)
         seen[k]++;
     else
         seen[10]++;
