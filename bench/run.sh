@@ -34,6 +34,8 @@ mkdir -p "$LOGDIR"
 export STACK_DIR=${BENCH_STACK_DIR:-$REPO/run}
 export STACK_GATES=${BENCH_GATES:-6}
 export STACK_HOWTO=0
+# MariaDB sized for the bench's data (several GB of rows after a few runs) on this 24 GiB box
+export STACK_MYSQL_POOL=${STACK_MYSQL_POOL:-4G} STACK_MYSQL_REDO=${STACK_MYSQL_REDO:-1G}
 if [[ -n ${BENCH_PORT_BASE:-} ]]; then
     B=$BENCH_PORT_BASE
     export STACK_MYSQL_PORT=$((B + 3306)) STACK_REDIS_PORT=$((B + 6379))
