@@ -39,6 +39,7 @@ struct logic_msg_s {
     int refs;              /* the store job, then one per fan-out job in flight */
     int ack_after_fanout;  /* a resend of a message whose fan-out was cut short */
     int fan_failed;        /* some recipient could not be written: keep "done" unmarked */
+    int swept;             /* found by the sweeper: shard + 1 */
     logic_msg_done_cb cb;
     void *ud;
     int cb_after_fanout; /* cb gets the inbox rows written, once fan-out is done */
@@ -84,14 +85,27 @@ static struct {
     uv_timer_t sweep_timer, retry_timer;
     im_map_t held; /* uid -> held_t: fan-out jobs waiting for a retry, in order */
     int sweeping[IM_SHARD_COUNT];
+    /* sweeper paging: a full page sets sweep_after to its last id and the next page follows as
+     * soon as most of this one is done (not at the next tick), so a backlog left by a crash
+     * under load drains at fan-out speed, with at most ~1.5 pages per shard in flight */
+    uint64_t sweep_after[IM_SHARD_COUNT];
+    int sweep_more[IM_SHARD_COUNT], sweep_live[IM_SHARD_COUNT];
     im_metric_t *sent, *acked, *dups, *refused, *errors, *fan_rows, *fan_retries, *pushes, *swept,
         *confirms;
 } M;
+
+static void sweep_shard(unsigned shard);
 
 static void msg_unref(logic_msg_t *m)
 {
     if (--m->refs > 0)
         return;
+    if (m->swept) {
+        unsigned sh = (unsigned) m->swept - 1;
+        M.sweep_live[sh]--;
+        if (M.sweep_more[sh])
+            sweep_shard(sh);
+    }
     free(m->data);
     free(m->rcpt);
     free(m);
@@ -281,10 +295,8 @@ static uint64_t need_take(seq_need_t *s, uint64_t uid)
 static void fan_batch(logic_job_t **jobs, int n, logic_dbc_t *c)
 {
     static __thread seq_need_t need;
-    int checked = 0, tries = 0;
+    int all = 0, tries = 0; /* all: every job looks first (a duplicate row surprised us) */
     long r = 0;
-    for (int i = 0; i < n; i++)
-        checked |= ((fan_t *) jobs[i])->checked;
 again:
     for (int i = 0; i < n; i++) {
         fan_t *f = (fan_t *) jobs[i];
@@ -293,9 +305,11 @@ again:
     }
     if (db_begin(c) != DB_OK)
         goto fail;
-    if (checked) {
-        for (int i = 0; i < n; i++) {
-            fan_t *f = (fan_t *) jobs[i];
+    /* only the jobs that may have a row already look for it: one retried or swept job must not
+     * cost the rest of the batch a SELECT each */
+    for (int i = 0; i < n; i++) {
+        fan_t *f = (fan_t *) jobs[i];
+        if (all || f->checked) {
             int twin = 0; /* the same inbox row twice in this batch (a retry met the sweeper) */
             for (int j = 0; j < i && !twin; j++) {
                 fan_t *o = (fan_t *) jobs[j];
@@ -362,9 +376,9 @@ again:
             taken++;
         }
         r = db_exec_binds(c, db_tpl_sql(&recv_insert, k), p, NULL, NULL, "");
-        if (r == DB_EDUP && !checked) {
+        if (r == DB_EDUP && !all) {
             db_rollback(c);
-            checked = 1;
+            all = 1;
             goto again;
         }
         if (r < 0)
@@ -624,10 +638,8 @@ static db_tpl_t send_insert = {
 static void store_batch(logic_job_t **jobs, int n, logic_dbc_t *c)
 {
     static __thread seq_need_t need;
-    int checked = 0, tries = 0;
+    int all = 0, tries = 0; /* all: every job looks first (a duplicate row surprised us) */
     long r = 0;
-    for (int i = 0; i < n; i++)
-        checked |= ((logic_msg_t *) jobs[i])->checked;
 again:
     for (int i = 0; i < n; i++) {
         logic_msg_t *m = (logic_msg_t *) jobs[i];
@@ -636,9 +648,10 @@ again:
     }
     if (db_begin(c) != DB_OK)
         goto fail;
-    if (checked) {
-        for (int i = 0; i < n; i++) {
-            logic_msg_t *m = (logic_msg_t *) jobs[i];
+    /* resends and retries look for their earlier copy; the rest of the batch does not */
+    for (int i = 0; i < n; i++) {
+        logic_msg_t *m = (logic_msg_t *) jobs[i];
+        if (all || m->checked) {
             /* the same message twice in this batch: the later one is a resend */
             for (int j = 0; j < i && !m->dup; j++) {
                 logic_msg_t *o = (logic_msg_t *) jobs[j];
@@ -728,9 +741,9 @@ again:
             taken++;
         }
         r = db_exec_binds(c, db_tpl_sql(&send_insert, k), p, NULL, NULL, "");
-        if (r == DB_EDUP && !checked) {
+        if (r == DB_EDUP && !all) {
             db_rollback(c);
-            checked = 1;
+            all = 1;
             goto again;
         }
         if (r < 0)
@@ -1178,7 +1191,7 @@ void logic_msg_confirm(const logic_req_t *r, const uint8_t *body, size_t len)
 typedef struct sweep_s {
     logic_job_t job;
     unsigned shard;
-    uint64_t before_id;
+    uint64_t before_id, after_id;
     logic_msg_t *found[SWEEP_LIMIT];
     int n;
     /* row buffers */
@@ -1218,10 +1231,11 @@ static void sweep_work(logic_job_t *job, logic_dbc_t *c)
     long r = db_query(c,
                       "SELECT from_id, server_msg_id, client_msg_id, to_id, session_type, "
                       "msg_type, from_seq, client_type, created, msg_data FROM im_message_send "
-                      "WHERE fanout = 0 AND server_msg_id < ? ORDER BY server_msg_id LIMIT 200",
-                      sweep_row, s, "U", "UUsUuuUuub", s->before_id, &s->from_id, &s->sid, s->cmid,
-                      sizeof(s->cmid), &s->to_id, &s->st, &s->mt, &s->from_seq, &s->ct, &s->created,
-                      s->data, sizeof(s->data), &s->len);
+                      "WHERE fanout = 0 AND server_msg_id > ? AND server_msg_id < ? ORDER BY "
+                      "server_msg_id LIMIT 200",
+                      sweep_row, s, "UU", "UUsUuuUuub", s->after_id, s->before_id, &s->from_id,
+                      &s->sid, s->cmid, sizeof(s->cmid), &s->to_id, &s->st, &s->mt, &s->from_seq,
+                      &s->ct, &s->created, s->data, sizeof(s->data), &s->len);
     job->rc = r < 0 ? (int) r : DB_OK;
 }
 
@@ -1240,9 +1254,17 @@ static void sweep_resolved(logic_msg_t *m, uint64_t *rcpt, size_t n)
 static void sweep_done(logic_job_t *job)
 {
     sweep_t *s = (sweep_t *) job;
-    M.sweeping[s->shard] = 0;
+    unsigned sh = s->shard;
+    M.sweeping[sh] = 0;
     if (s->n)
-        log_info("sweeper: shard %u: finishing %d interrupted fan-out(s)", s->shard, s->n);
+        log_info("sweeper: shard %u: finishing %d interrupted fan-out(s)", sh, s->n);
+    /* a full page: the next one starts after it; a short one: the next pass starts over */
+    M.sweep_more[sh] = job->rc == DB_OK && s->n == SWEEP_LIMIT;
+    M.sweep_after[sh] = M.sweep_more[sh] ? s->found[s->n - 1]->server_msg_id : 0;
+    for (int i = 0; i < s->n; i++) { /* all counted before any can finish */
+        s->found[i]->swept = (int) sh + 1;
+        M.sweep_live[sh]++;
+    }
     for (int i = 0; i < s->n; i++) {
         logic_msg_t *m = s->found[i];
         im_metric_add(M.swept, 1);
@@ -1266,26 +1288,30 @@ static void sweep_done(logic_job_t *job)
     free(s);
 }
 
+/* look for the next page of one shard, unless a page is being read or most of the last one
+ * is still being fanned out */
+static void sweep_shard(unsigned shard)
+{
+    if (g_logic.stopping || M.sweeping[shard] || M.sweep_live[shard] > SWEEP_LIMIT / 2)
+        return;
+    sweep_t *s = calloc(1, sizeof(*s));
+    if (!s)
+        return;
+    uint64_t before_ms = im_now_ms() - SWEEP_AGE_MS;
+    s->shard = shard;
+    s->before_id = before_ms > IM_ID_EPOCH_MS ? (before_ms - IM_ID_EPOCH_MS) << 22 : 0;
+    s->after_id = M.sweep_after[shard];
+    s->job.work = sweep_work;
+    s->job.done = sweep_done;
+    M.sweeping[shard] = 1;
+    logic_db_submit(shard, 0, &s->job);
+}
+
 static void sweep_tick(uv_timer_t *t)
 {
     (void) t;
-    if (g_logic.stopping)
-        return;
-    uint64_t before_ms = im_now_ms() - SWEEP_AGE_MS;
-    uint64_t before_id = before_ms > IM_ID_EPOCH_MS ? (before_ms - IM_ID_EPOCH_MS) << 22 : 0;
-    for (unsigned i = 0; i < IM_SHARD_COUNT; i++) {
-        if (M.sweeping[i])
-            continue;
-        sweep_t *s = calloc(1, sizeof(*s));
-        if (!s)
-            return;
-        s->shard = i;
-        s->before_id = before_id;
-        s->job.work = sweep_work;
-        s->job.done = sweep_done;
-        M.sweeping[i] = 1;
-        logic_db_submit(i, 0, &s->job);
-    }
+    for (unsigned i = 0; i < IM_SHARD_COUNT; i++)
+        sweep_shard(i);
 }
 
 /* ---------------------------------------------------------------- start / stop */
