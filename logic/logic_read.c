@@ -307,12 +307,43 @@ fail:
 
 static void rd_answer(rd_t *rd);
 
+/* The bodies of a page's entries, from their authors' outbox rows: 64 per statement, the IN list
+ * padded with its last pair. FORCE INDEX and the spelled-out one-pair form: see mark_update in
+ * logic_msg.c (MariaDB's plans for row-constructor IN lists). */
+static db_tpl_t body_select = {
+    "SELECT from_id, server_msg_id, client_msg_id, client_type, status, msg_data FROM "
+    "im_message_send FORCE INDEX (PRIMARY) WHERE (from_id, server_msg_id) IN (",
+    "(?, ?)",
+    ")",
+    {[1] = "SELECT from_id, server_msg_id, client_msg_id, client_type, status, msg_data FROM "
+           "im_message_send WHERE from_id = ? AND server_msg_id = ?"}};
+
 typedef struct {
+    entry_t **e; /* the statement's entries */
+    size_t n;
+    uint64_t from_id, sid;
     char cmid[65];
     uint32_t ct, status;
     uint8_t data[LOGIC_MSG_DATA_MAX];
     size_t len;
 } body_row_t;
+
+static void body_row(void *ud)
+{
+    body_row_t *b = ud;
+    for (size_t i = 0; i < b->n; i++) {
+        entry_t *e = b->e[i];
+        if (e->from_id != b->from_id || e->server_msg_id != b->sid || e->data)
+            continue;
+        memcpy(e->cmid, b->cmid, sizeof(e->cmid));
+        e->client_type = b->ct;
+        e->status = b->status;
+        e->data = malloc(b->len ? b->len : 1);
+        if (e->data && b->len)
+            memcpy(e->data, b->data, b->len);
+        e->len = e->data ? b->len : 0;
+    }
+}
 
 static void hyd_work(logic_job_t *job, logic_dbc_t *c)
 {
@@ -322,26 +353,28 @@ static void hyd_work(logic_job_t *job, logic_dbc_t *c)
         job->rc = DB_ERR;
         return;
     }
-    for (size_t i = 0; i < h->n; i++) {
-        entry_t *e = h->e[i];
-        long r = db_exec(c,
-                         "SELECT client_msg_id, client_type, status, msg_data FROM "
-                         "im_message_send WHERE from_id = ? AND server_msg_id = ?",
-                         "UU", "suub", e->from_id, e->server_msg_id, b->cmid, sizeof(b->cmid),
-                         &b->ct, &b->status, b->data, sizeof(b->data), &b->len);
+    for (size_t off = 0; off < h->n;) {
+        int k = h->n - off < DB_ROWS_MAX ? (int) (h->n - off) : DB_ROWS_MAX, sz = db_pad(k);
+        db_binds_t *p = db_conn_binds(c);
+        if (!p) {
+            job->rc = DB_ERR;
+            break;
+        }
+        for (int i = 0; i < sz; i++) {
+            const entry_t *e = h->e[off + (size_t) (i < k ? i : k - 1)];
+            dbb_u64(p, e->from_id);
+            dbb_u64(p, e->server_msg_id);
+        }
+        b->e = h->e + off;
+        b->n = (size_t) k;
+        long r = db_exec_binds(c, db_tpl_sql(&body_select, sz), p, body_row, b, "UUsuub",
+                               &b->from_id, &b->sid, b->cmid, sizeof(b->cmid), &b->ct, &b->status,
+                               b->data, sizeof(b->data), &b->len);
         if (r < 0) {
             job->rc = (int) r;
             break;
         }
-        if (r == 1) {
-            memcpy(e->cmid, b->cmid, sizeof(e->cmid));
-            e->client_type = b->ct;
-            e->status = b->status;
-            e->data = malloc(b->len ? b->len : 1);
-            if (e->data && b->len)
-                memcpy(e->data, b->data, b->len);
-            e->len = e->data ? b->len : 0;
-        }
+        off += (size_t) k;
     }
     free(b);
 }
