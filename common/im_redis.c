@@ -148,7 +148,8 @@ static void connect_cb(const redisAsyncContext *ac, int status)
     if (status != REDIS_OK) {
         if (!r->logged_down++)
             log_warn("redis %s:%d: connect failed: %s", r->host, r->port, ac->errstr);
-        r->ac = NULL; /* hiredis frees the context */
+        if (r->ac == ac)
+            r->ac = NULL; /* hiredis frees the context (a dropped one is no longer r->ac) */
         return;
     }
     r->connected = 1;

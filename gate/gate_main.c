@@ -13,6 +13,7 @@
 #include "im_http.h"
 #include "im_id.h"
 #include "im_log.h"
+#include "im_stop.h"
 
 gate_t g_gate;
 
@@ -200,6 +201,7 @@ static void on_signal(uv_signal_t *s, int signum)
     uv_timer_init(g->loop, &g_shutdown_timer);
     g_shutdown_timer.data = g;
     uv_timer_start(&g_shutdown_timer, shutdown_tick, 50, 50);
+    im_stop_watchdog_start(g->loop);
 }
 
 int main(int argc, char **argv)
@@ -266,6 +268,7 @@ int main(int argc, char **argv)
              g->cfg.gate_idle_timeout);
 
     uv_run(g->loop, UV_RUN_DEFAULT);
+    im_stop_watchdog_end(g->loop);
 
     if (g_http)
         MHD_stop_daemon(g_http);

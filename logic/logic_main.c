@@ -12,6 +12,7 @@
 #include "im_cmd.h"
 #include "im_config.h"
 #include "im_log.h"
+#include "im_stop.h"
 #include "logic.h"
 #include "logic_group.h"
 #include "logic_msg.h"
@@ -450,35 +451,6 @@ static void stop_final(uv_timer_t *t)
     l->redis = NULL;
 }
 
-/* Shutdown watchdog. An orderly stop closes every handle and uv_run returns. If something still
- * holds the loop open STOP_FORCE_MS after the signal (a module's timer re-armed by a callback
- * that failed during teardown, a poll handle nobody closes), name what is left, close it and
- * let the loop end. The timer is unreferenced: it never keeps the loop alive by itself. If the
- * loop itself is stuck (no callback runs), SIGALRM ends the process STOP_ALARM_S later. */
-#define STOP_FORCE_MS 15000
-#define STOP_ALARM_S  30
-
-static uv_timer_t g_force_timer;
-
-static void force_close_one(uv_handle_t *h, void *arg)
-{
-    int *n = arg;
-    if (uv_is_closing(h))
-        return;
-    log_warn("shutdown: a %s handle (%s) still open after %d s: closed",
-             uv_handle_type_name(uv_handle_get_type(h)), uv_is_active(h) ? "active" : "idle",
-             STOP_FORCE_MS / 1000);
-    uv_close(h, NULL);
-    (*n)++;
-}
-
-static void stop_force(uv_timer_t *t)
-{
-    int n = 0;
-    uv_walk(t->loop, force_close_one, &n);
-    log_warn("shutdown: %d handle(s) forced closed", n);
-}
-
 static void on_signal(uv_signal_t *s, int signum)
 {
     logic_t *l = s->data;
@@ -502,10 +474,7 @@ static void on_signal(uv_signal_t *s, int signum)
     uv_timer_init(l->loop, &g_stop_timer);
     g_stop_timer.data = l;
     uv_timer_start(&g_stop_timer, stop_final, 500, 0);
-    uv_timer_init(l->loop, &g_force_timer);
-    uv_timer_start(&g_force_timer, stop_force, STOP_FORCE_MS, 0);
-    uv_unref((uv_handle_t *) &g_force_timer);
-    alarm(STOP_ALARM_S);
+    im_stop_watchdog_start(l->loop);
 }
 
 int main(int argc, char **argv)
@@ -606,11 +575,7 @@ int main(int argc, char **argv)
              logic_db_shards());
 
     uv_run(l->loop, UV_RUN_DEFAULT);
-    alarm(0);
-    if (l->stopping && !uv_is_closing((uv_handle_t *) &g_force_timer)) {
-        uv_close((uv_handle_t *) &g_force_timer, NULL);
-        uv_run(l->loop, UV_RUN_NOWAIT);
-    }
+    im_stop_watchdog_end(l->loop);
 
     uv_loop_close(l->loop);
     im_map_free(&l->gates);

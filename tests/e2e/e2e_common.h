@@ -26,6 +26,9 @@
 #define E2E_CONNECT_MS 3000
 #define E2E_CALL_MS    5000
 #define E2E_PWD        "secret-pw1"
+/* a server given SIGTERM exits within this (DESIGN.md: responses in flight flushed for at most
+ * 2 s), also with Redis frozen */
+#define E2E_SIGTERM_MAX_MS 5000
 
 static inline int64_t e2e_now_ms(void)
 {

@@ -931,7 +931,7 @@ TEST(msg_redis_frozen_then_sigterm)
     CHECK_EQ_INT(msg_ctl("start", "logic1", cs, 2), 0);
     CHECK(msg_wait_logics(2, 20000, cs, 2));
     CHECK(gone);
-    CHECK(ms <= 5000);
+    CHECK(ms <= E2E_SIGTERM_MAX_MS);
 
     /* every message acked (resent with its client_msg_id as needed), in B's inbox once */
     int rc = cim_flush(ca, 30000);
