@@ -39,6 +39,13 @@ uint64_t im_id_time_ms(uint64_t id)
     return (id >> (ID_WORKER_BITS + ID_COUNTER_BITS)) + IM_ID_EPOCH_MS;
 }
 
+uint64_t im_id_floor(uint64_t unix_ms)
+{
+    return unix_ms > IM_ID_EPOCH_MS
+               ? (unix_ms - IM_ID_EPOCH_MS) << (ID_WORKER_BITS + ID_COUNTER_BITS)
+               : 0;
+}
+
 uint32_t im_id_worker(uint64_t id)
 {
     return (uint32_t) (id >> ID_COUNTER_BITS) & IM_ID_WORKER_MAX;

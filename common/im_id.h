@@ -20,6 +20,8 @@ void im_idgen_init(im_idgen_t *g, uint32_t worker);
  * next ms). */
 uint64_t im_idgen_next(im_idgen_t *g, uint64_t now_ms);
 uint64_t im_id_time_ms(uint64_t id); /* unix ms of an id */
+/* the smallest id of unix millisecond unix_ms (0 before the epoch): ids below it are older */
+uint64_t im_id_floor(uint64_t unix_ms);
 uint32_t im_id_worker(uint64_t id);
 uint64_t im_now_ms(void);  /* CLOCK_REALTIME in ms */
 uint64_t im_mono_ms(void); /* CLOCK_MONOTONIC in ms */

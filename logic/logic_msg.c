@@ -85,11 +85,11 @@ static struct {
     uv_timer_t sweep_timer, retry_timer;
     im_map_t held; /* uid -> held_t: fan-out jobs waiting for a retry, in order */
     int sweeping[IM_SHARD_COUNT];
-    /* sweeper paging: a full page sets sweep_after to its last id and the next page follows as
-     * soon as most of this one is done (not at the next tick), so a backlog left by a crash
-     * under load drains at fan-out speed, with at most ~1.5 pages per shard in flight */
+    /* sweeper paging: a full page sets sweep_after to its last id (0: start over at the next
+     * tick) and the next page follows as soon as most of this one is done, so a backlog left by
+     * a crash under load drains at fan-out speed, with at most ~1.5 pages per shard in flight */
     uint64_t sweep_after[IM_SHARD_COUNT];
-    int sweep_more[IM_SHARD_COUNT], sweep_live[IM_SHARD_COUNT];
+    int sweep_live[IM_SHARD_COUNT];
     im_metric_t *sent, *acked, *dups, *refused, *errors, *fan_rows, *fan_retries, *pushes, *swept,
         *confirms;
 } M;
@@ -103,7 +103,7 @@ static void msg_unref(logic_msg_t *m)
     if (m->swept) {
         unsigned sh = (unsigned) m->swept - 1;
         M.sweep_live[sh]--;
-        if (M.sweep_more[sh])
+        if (M.sweep_after[sh])
             sweep_shard(sh);
     }
     free(m->data);
@@ -1259,8 +1259,8 @@ static void sweep_done(logic_job_t *job)
     if (s->n)
         log_info("sweeper: shard %u: finishing %d interrupted fan-out(s)", sh, s->n);
     /* a full page: the next one starts after it; a short one: the next pass starts over */
-    M.sweep_more[sh] = job->rc == DB_OK && s->n == SWEEP_LIMIT;
-    M.sweep_after[sh] = M.sweep_more[sh] ? s->found[s->n - 1]->server_msg_id : 0;
+    M.sweep_after[sh] =
+        job->rc == DB_OK && s->n == SWEEP_LIMIT ? s->found[s->n - 1]->server_msg_id : 0;
     for (int i = 0; i < s->n; i++) { /* all counted before any can finish */
         s->found[i]->swept = (int) sh + 1;
         M.sweep_live[sh]++;
@@ -1297,9 +1297,8 @@ static void sweep_shard(unsigned shard)
     sweep_t *s = calloc(1, sizeof(*s));
     if (!s)
         return;
-    uint64_t before_ms = im_now_ms() - SWEEP_AGE_MS;
     s->shard = shard;
-    s->before_id = before_ms > IM_ID_EPOCH_MS ? (before_ms - IM_ID_EPOCH_MS) << 22 : 0;
+    s->before_id = im_id_floor(im_now_ms() - SWEEP_AGE_MS);
     s->after_id = M.sweep_after[shard];
     s->job.work = sweep_work;
     s->job.done = sweep_done;

@@ -5,6 +5,7 @@
 #include "../test.h"
 #include "e2e_common.h"
 #include "e2e_msg_common.h"
+#include "im_id.h"
 
 #define ST CIM_SESSION_SINGLE
 
@@ -645,11 +646,8 @@ TEST(msg_sweeper_pages_a_backlog)
     cim_client_t *ca = msg_user("CIM_GATE1", "swA", IM_CT_PC_WINDOWS, &a, NULL);
     cim_client_t *cb = msg_user("CIM_GATE2", "swB", IM_CT_PC_WINDOWS, &b, NULL);
     cim_close(cb); /* offline: the rows are all it gets */
-    /* server_msg_ids of a minute ago (time-ordered ids: ms since the id epoch << 22) */
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    uint64_t now_ms = (uint64_t) now.tv_sec * 1000 + (uint64_t) now.tv_nsec / 1000000;
-    uint64_t base = (now_ms - 60000 - 1704067200000ULL) << 22;
+    /* server_msg_ids of a minute ago */
+    uint64_t base = im_id_floor(im_now_ms() - 60000);
     char sql[1024];
     snprintf(sql, sizeof(sql),
              "INSERT INTO im_%u.im_message_send (from_id, server_msg_id, client_msg_id, to_id, "

@@ -24,6 +24,13 @@ TEST(id_layout_and_extraction)
     CHECK_EQ_INT(im_id_time_ms(idw), T0 + 10);
 
     /* far future still below 2^63: 41 bits of ms is ~69 years */
+    /* the floor of a millisecond: below every id of that ms, above every id of the one before */
+    CHECK(im_id_floor(T0) == ((T0 - IM_ID_EPOCH_MS) << 22));
+    CHECK(im_id_floor(T0) <= id && im_id_floor(T0 + 1) > id2);
+    CHECK_EQ_INT(im_id_time_ms(im_id_floor(T0 + 10)), T0 + 10);
+    CHECK(im_id_floor(T0 + 10) <= idw && idw < im_id_floor(T0 + 11));
+    CHECK_EQ_INT(im_id_floor(IM_ID_EPOCH_MS - 5), 0);
+
     im_idgen_t f;
     im_idgen_init(&f, 1);
     uint64_t idf = im_idgen_next(&f, IM_ID_EPOCH_MS + (1ULL << 41) - 1);
