@@ -14,6 +14,7 @@
 #   STACK_REDIS_PORT  16379
 #   STACK_MYSQL_POOL  1G    (InnoDB buffer pool)   STACK_MYSQL_REDO  512M (InnoDB redo log size)
 #   STACK_MYSQL_OPTS  more mariadbd options, e.g. "--performance-schema=ON" (split on spaces)
+#   STACK_MYSQL_TCP=1 msg_logic reaches MariaDB over TCP (default: its Unix socket, cheaper)
 #   STACK_PREFIX (or PREFIX, unless that names a directory, like an install prefix): words put
 #                     before the msg_gate / msg_logic command, e.g. "valgrind --log-file=x-{name}";
 #                     "{name}" becomes NAME
@@ -289,7 +290,10 @@ stack__merge_conf() {
 stack_conf() { # NAME: write STACK_DIR/NAME.conf
     local name=$1 i shards="" n
     i=${name//[!0-9]/}
-    for n in 0 1 2 3; do shards+="${shards:+,}$STACK_HOST:$STACK_MYSQL_PORT/im_$n"; done
+    # the stack's MariaDB runs on this machine: its Unix socket ("localhost") saves the TCP stack
+    local host=localhost
+    [[ ${STACK_MYSQL_TCP:-0} == 1 ]] && host=$STACK_HOST
+    for n in 0 1 2 3; do shards+="${shards:+,}$host:$STACK_MYSQL_PORT/im_$n"; done
     {
         echo "# $name: written by deploy/stack.sh on every start; see deploy/*.conf.sample"
         case $name in
@@ -299,6 +303,7 @@ stack_conf() { # NAME: write STACK_DIR/NAME.conf
                 echo "logic_http_port = $(stack__inst "$name" HTTP)"
                 echo "redis_addr = $STACK_HOST:$STACK_REDIS_PORT"
                 echo "mysql_shards = $shards"
+                if [[ $host == localhost ]]; then echo "mysql_socket = $STACK_MYSQL_SOCK"; fi
                 echo "mysql_user = root"
                 echo "mysql_password ="
                 echo "api_key_file = $STACK_DIR/api_key"

@@ -23,6 +23,7 @@ typedef struct logic_config_s {
     long long logic_http_port;
     char *redis_addr;
     char *mysql_shards; /* 4 x host:port/db, comma separated */
+    char *mysql_socket; /* Unix socket for the shards whose host is "localhost" */
     char *mysql_user;
     char *mysql_password;
     char *mysql_password_file;
@@ -128,6 +129,9 @@ void logic_db_submit(unsigned shard, uint64_t key, logic_job_t *job);
 /* The same, at the head of the worker's queue: for the few jobs that must not wait behind a
  * backlog (the worker-id lease renewal; without it message ids pause). */
 void logic_db_submit_first(unsigned shard, uint64_t key, logic_job_t *job);
+/* Several jobs (linked by ->next, NULL-terminated) for one worker at once: one lock, one
+ * wake-up, and the worker finds them together for its batch. */
+void logic_db_submit_chain(unsigned shard, uint64_t key, logic_job_t *head);
 unsigned logic_db_shards(void);
 /* Did the shard's last attempt reach MySQL? (for /healthz) */
 int logic_db_shard_ok(unsigned shard);
@@ -177,7 +181,7 @@ db_binds_t *db_conn_binds(logic_dbc_t *c);
 /* Inbox seq counters of n distinct users (sorted ascending), each advanced by add[i], in the
  * caller's transaction (rows locked in id order, so concurrent batches cannot deadlock).
  * end[i] gets the user's new max_seq (its seqs are end-add+1 .. end), 0 for a missing user.
- * Two statements per 64 users. Returns DB_OK or a DB_E* code. */
+ * One statement per 64 users. Returns DB_OK or a DB_E* code. */
 int db_seq_alloc(logic_dbc_t *c, const uint64_t *uids, const uint64_t *add, uint64_t *end,
                  size_t n);
 

@@ -63,7 +63,7 @@ static struct {
     logic_t *l;
     shard_t shards[MAX_SHARDS];
     unsigned nshards;
-    char *user, *password;
+    char *user, *password, *socket;
     uv_async_t async;
     pthread_mutex_t done_mu;
     logic_job_t *done_head, *done_tail;
@@ -96,7 +96,9 @@ static int conn_open(worker_t *w)
     mysql_options(my, MYSQL_OPT_WRITE_TIMEOUT, &rw);
     mysql_options(my, MYSQL_OPT_RECONNECT, &off);
     mysql_options(my, MYSQL_SET_CHARSET_NAME, "utf8mb4");
-    if (!mysql_real_connect(my, s->host, D.user, D.password, s->db, s->port, NULL, 0)) {
+    /* "localhost" means the Unix socket to the client library: no TCP stack on each round trip */
+    const char *sock = strcmp(s->host, "localhost") == 0 && D.socket && *D.socket ? D.socket : NULL;
+    if (!mysql_real_connect(my, s->host, D.user, D.password, s->db, s->port, sock, 0)) {
         if (s->ok || !w->retry_after_ms)
             log_warn("mysql shard %u (%s:%u/%s): connect: %s", w->shard, s->host, s->port, s->db,
                      mysql_error(my));
@@ -310,8 +312,7 @@ static long db_run(logic_dbc_t *c, const char *sql, const char *in, MYSQL_BIND *
             break; /* first row only */
         row(ud);
     }
-    mysql_stmt_free_result(st);
-    mysql_stmt_reset(st);
+    mysql_stmt_free_result(st); /* client side only: mysql_stmt_reset would be a round trip */
     return ret;
 err : {
     unsigned e = mysql_stmt_errno(st);
@@ -449,81 +450,71 @@ db_binds_t *db_conn_binds(logic_dbc_t *c)
     return c->binds;
 }
 
-static db_tpl_t seq_select = {
-    "SELECT user_id, max_seq FROM im_user WHERE user_id IN (", "?", ") FOR UPDATE", {0}};
-static db_tpl_t seq_update = {"INSERT INTO im_user (user_id, max_seq, created) VALUES ",
-                              "(?, ?, 0)",
-                              " ON DUPLICATE KEY UPDATE max_seq = VALUES(max_seq)",
-                              {0}};
+/* One statement per 64 users adds to the counters and returns the new values (MariaDB's
+ * INSERT ... RETURNING gives the row as updated). Users are made with created > 0 (logic_user),
+ * so a row that comes back with created = 0 was inserted here: no such user. Padding repeats the
+ * last user with 0 to add, which changes nothing. */
+static db_tpl_t seq_upsert = {
+    "INSERT INTO im_user (user_id, max_seq, created) VALUES ",
+    "(?, ?, 0)",
+    " ON DUPLICATE KEY UPDATE max_seq = max_seq + VALUES(max_seq) RETURNING user_id, max_seq, "
+    "created",
+    {0}};
 
 typedef struct {
     const uint64_t *uids;
     uint64_t *end;
-    size_t n;
+    size_t n, phantoms;
     uint64_t row_uid, row_max;
+    uint32_t row_created;
 } seq_rows_t;
 
 static void seq_row(void *ud)
 {
     seq_rows_t *s = ud;
     const uint64_t *p = bsearch(&s->row_uid, s->uids, s->n, sizeof(uint64_t), cmp_u64);
-    if (p)
-        s->end[p - s->uids] = s->row_max; /* current value; the additions come next */
+    if (!p)
+        return;
+    uint64_t *e = &s->end[p - s->uids];
+    if (s->row_created == 0) {
+        s->phantoms += *e != 0; /* the padding may return the same row twice */
+        *e = 0;
+    } else {
+        *e = s->row_max;
+    }
 }
 
 int db_seq_alloc(logic_dbc_t *c, const uint64_t *uids, const uint64_t *add, uint64_t *end, size_t n)
 {
-    seq_rows_t sr = {uids, end, n, 0, 0};
+    seq_rows_t sr = {uids, end, n, 0, 0, 0, 0};
     for (size_t i = 0; i < n; i++)
-        end[i] = UINT64_MAX; /* "not found" until a row says otherwise */
-    /* one statement per 64 users: the IN list is padded with the last id */
+        end[i] = UINT64_MAX; /* set by the returned row */
     for (size_t off = 0; off < n;) {
         int k = n - off < DB_ROWS_MAX ? (int) (n - off) : DB_ROWS_MAX, sz = db_pad(k);
         db_binds_t *p = db_conn_binds(c);
         if (!p)
             return DB_ERR;
-        for (int i = 0; i < sz; i++)
-            dbb_u64(p, uids[off + (size_t) (i < k ? i : k - 1)]);
-        long r = db_exec_binds(c, db_tpl_sql(&seq_select, sz), p, seq_row, &sr, "UU", &sr.row_uid,
-                               &sr.row_max);
+        for (int i = 0; i < sz; i++) {
+            size_t at = off + (size_t) (i < k ? i : k - 1);
+            dbb_u64(p, uids[at]);
+            dbb_u64(p, i < k ? add[at] : 0);
+        }
+        long r = db_exec_binds(c, db_tpl_sql(&seq_upsert, sz), p, seq_row, &sr, "UUu", &sr.row_uid,
+                               &sr.row_max, &sr.row_created);
         if (r < 0)
             return (int) r;
         off += (size_t) k;
     }
-    size_t found = 0;
     for (size_t i = 0; i < n; i++) {
         if (end[i] == UINT64_MAX) {
-            end[i] = 0;
-            continue;
-        }
-        end[i] += add[i];
-        found++;
-    }
-    /* write the new values back, found users only, one statement per 64 (padded with the last
-     * row: writing the same value twice changes nothing) */
-    size_t i = 0;
-    while (found) {
-        int k = found < DB_ROWS_MAX ? (int) found : DB_ROWS_MAX, sz = db_pad(k);
-        db_binds_t *p = db_conn_binds(c);
-        if (!p)
+            log_warn("mysql: seq counter of user %llu not returned", (unsigned long long) uids[i]);
             return DB_ERR;
-        size_t last = 0;
-        for (int taken = 0; taken < k; i++) {
-            if (!end[i])
-                continue;
-            dbb_u64(p, uids[i]);
-            dbb_u64(p, end[i]);
-            last = i;
-            taken++;
         }
-        for (int j = k; j < sz; j++) {
-            dbb_u64(p, uids[last]);
-            dbb_u64(p, end[last]);
-        }
-        long r = db_exec_binds(c, db_tpl_sql(&seq_update, sz), p, NULL, NULL, "");
-        if (r < 0)
-            return (int) r;
-        found -= (size_t) k;
+        /* the statement made a row for a missing user: take it out again (same transaction) */
+        if (end[i] == 0 && sr.phantoms &&
+            db_exec(c, "DELETE FROM im_user WHERE user_id = ? AND created = 0", "U", "",
+                    uids[i]) < 0)
+            return DB_ERR;
     }
     return DB_OK;
 }
@@ -738,6 +729,29 @@ static void submit(unsigned shard, uint64_t key, logic_job_t *job, int first)
     pthread_mutex_unlock(&w->mu);
 }
 
+void logic_db_submit_chain(unsigned shard, uint64_t key, logic_job_t *head)
+{
+    if (!head)
+        return;
+    shard_t *s = &D.shards[shard % D.nshards];
+    worker_t *w = &s->workers[key % (uint64_t) s->nworkers];
+    uint64_t now = im_mono_us();
+    logic_job_t *last = head;
+    for (logic_job_t *j = head; j; j = j->next) {
+        j->rc = DB_OK;
+        j->submit_us = now;
+        last = j;
+    }
+    pthread_mutex_lock(&w->mu);
+    if (w->tail)
+        w->tail->next = head;
+    else
+        w->head = head;
+    w->tail = last;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
 void logic_db_submit(unsigned shard, uint64_t key, logic_job_t *job)
 {
     submit(shard, key, job, 0);
@@ -791,6 +805,7 @@ int logic_db_start(logic_t *l)
     D.l = l;
     D.user = l->cfg.mysql_user;
     D.password = l->cfg.mysql_password;
+    D.socket = l->cfg.mysql_socket;
     const char *p = l->cfg.mysql_shards;
     while (*p) {
         const char *comma = strchr(p, ',');

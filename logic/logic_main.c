@@ -40,6 +40,8 @@ static const im_cfg_opt_t logic_opts[] = {
     OPT("mysql_shards", IM_CFG_STR, mysql_shards, 0, 0,
         "127.0.0.1:3306/im_0,127.0.0.1:3306/im_1,127.0.0.1:3306/im_2,127.0.0.1:3306/im_3",
         "the 4 shard databases, host:port/db, comma separated, shard 0 first"),
+    OPT("mysql_socket", IM_CFG_STR, mysql_socket, 0, 0, "",
+        "Unix socket for the shards whose host is localhost (empty = the client's default)"),
     OPT("mysql_user", IM_CFG_STR, mysql_user, 0, 0, "root", "MySQL user"),
     OPT("mysql_password", IM_CFG_STR, mysql_password, 0, 0, "", "MySQL password"),
     OPT("mysql_password_file", IM_CFG_STR, mysql_password_file, 0, 0, "",

@@ -77,12 +77,27 @@ typedef struct pair_job_s {
     uint64_t a, b;
 } pair_job_t;
 
+/* Done marks and delivery confirmations are not urgent: nobody waits for them (the sweeper
+ * looks at fan-outs only after SWEEP_AGE_MS). They wait up to PAIR_LINGER_MS, or until a full
+ * statement's worth is queued, and go to the shard's worker together: on a light load one
+ * UPDATE then covers many messages instead of one statement, commit and two thread hand-offs
+ * each. */
+#define PAIR_LINGER_MS 20
+enum { PAIR_MARK, PAIR_CONFIRM, PAIR_KINDS };
+
+typedef struct {
+    logic_job_t *head, *tail;
+    int n;
+} pair_q_t;
+
 static struct {
     logic_t *l;
     im_map_t known;   /* uid -> (void *) 1: users known to exist */
     im_map_t nicks;   /* uid -> strdup(nick) */
     im_map_t senders; /* uid -> sender_q_t: messages between arrival and store, in order */
-    uv_timer_t sweep_timer, retry_timer;
+    uv_timer_t sweep_timer, retry_timer, linger_timer;
+    pair_q_t pairs[PAIR_KINDS][IM_SHARD_COUNT];
+    int lingering, stopped;
     im_map_t held; /* uid -> held_t: fan-out jobs waiting for a retry, in order */
     int sweeping[IM_SHARD_COUNT];
     /* sweeper paging: a full page sets sweep_after to its last id (0: start over at the next
@@ -598,6 +613,54 @@ fail:
     return -1;
 }
 
+static void pair_flush(int kind, unsigned shard)
+{
+    pair_q_t *q = &M.pairs[kind][shard];
+    if (!q->head)
+        return;
+    /* one worker per queue: the first pair's key picks it (these jobs need no order) */
+    uint64_t key = ((pair_job_t *) q->head)->a;
+    logic_job_t *head = q->head;
+    q->head = q->tail = NULL;
+    q->n = 0;
+    logic_db_submit_chain(shard, key, head);
+}
+
+static void pair_flush_all(void)
+{
+    for (int k = 0; k < PAIR_KINDS; k++)
+        for (unsigned s = 0; s < IM_SHARD_COUNT; s++)
+            pair_flush(k, s);
+}
+
+static void linger_tick(uv_timer_t *t)
+{
+    (void) t;
+    M.lingering = 0;
+    pair_flush_all();
+}
+
+static void pair_queue(int kind, unsigned shard, pair_job_t *k)
+{
+    if (M.stopped) { /* shutting down: straight to the worker, which runs its queue out */
+        logic_db_submit(shard, k->a, &k->job);
+        return;
+    }
+    pair_q_t *q = &M.pairs[kind][shard];
+    k->job.next = NULL;
+    if (q->tail)
+        q->tail->next = &k->job;
+    else
+        q->head = &k->job;
+    q->tail = &k->job;
+    if (++q->n >= DB_ROWS_MAX) {
+        pair_flush(kind, shard);
+    } else if (!M.lingering) {
+        M.lingering = 1;
+        uv_timer_start(&M.linger_timer, linger_tick, PAIR_LINGER_MS, 0);
+    }
+}
+
 static void mark_batch(logic_job_t **jobs, int n, logic_dbc_t *c)
 {
     if (update_pairs(jobs, n, c, &mark_update) == 0)
@@ -623,7 +686,7 @@ static void mark_done(logic_msg_t *m)
     k->b = m->server_msg_id;
     k->job.batch = mark_batch;
     k->job.done = pair_job_free;
-    logic_db_submit(im_shard_of(m->from_id, IM_SHARD_COUNT), m->from_id, &k->job);
+    pair_queue(PAIR_MARK, im_shard_of(m->from_id, IM_SHARD_COUNT), k);
 }
 
 /* ---------------------------------------------------------------- store (shard of the author) */
@@ -1180,7 +1243,7 @@ void logic_msg_confirm(const logic_req_t *r, const uint8_t *body, size_t len)
             k->job.batch = confirm_batch;
             k->job.done = pair_job_free;
             im_metric_add(M.confirms, 1);
-            logic_db_submit(im_shard_of(r->user_id, IM_SHARD_COUNT), r->user_id, &k->job);
+            pair_queue(PAIR_CONFIRM, im_shard_of(r->user_id, IM_SHARD_COUNT), k);
         }
     }
     cim__def__cimmsg_data_ack__free_unpacked(a, NULL);
@@ -1341,6 +1404,7 @@ int logic_msg_start(logic_t *l)
     uv_timer_start(&M.sweep_timer, sweep_tick, SWEEP_MS, SWEEP_MS);
     uv_timer_init(l->loop, &M.retry_timer);
     uv_timer_start(&M.retry_timer, retry_tick, 100, 100);
+    uv_timer_init(l->loop, &M.linger_timer);
     return 0;
 }
 
@@ -1350,6 +1414,12 @@ void logic_msg_stop(void)
     uv_close((uv_handle_t *) &M.sweep_timer, NULL);
     uv_timer_stop(&M.retry_timer);
     uv_close((uv_handle_t *) &M.retry_timer, NULL);
+    /* queued marks and confirmations go now; later ones go straight to the workers */
+    M.stopped = 1;
+    M.lingering = 0;
+    uv_timer_stop(&M.linger_timer);
+    uv_close((uv_handle_t *) &M.linger_timer, NULL);
+    pair_flush_all();
     /* retries still waiting: the sweeper of a live logic finishes them */
     uint64_t hk;
     void *hv;

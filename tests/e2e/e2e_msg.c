@@ -636,6 +636,56 @@ TEST(msg_rows_in_the_right_shards)
     cim_client_free(cb);
 }
 
+/* A recipient whose user row went away after the logic learned it exists (an operator deleted
+ * it in MariaDB): the message is stored, its fan-out skips the missing inbox, and the seq
+ * counter update leaves no stray im_user row behind. The author's own counter still counts. */
+TEST(msg_recipient_row_deleted_leaves_no_row)
+{
+    uint64_t a, b;
+    cim_client_t *ca = msg_user("CIM_GATE1", "delA", IM_CT_PC_WINDOWS, &a, NULL);
+    cim_client_t *cb = msg_user("CIM_GATE2", "delB", IM_CT_PC_WINDOWS, &b, NULL);
+    msg_send_ok(ca, b, "first", NULL); /* A's logic now knows B exists */
+    CIM__Def__CIMMsgData *d = msg_next(cb, 3000);
+    CHECK(d != NULL);
+    cim__def__cimmsg_data__free_unpacked(d, NULL);
+    cim_close(cb);
+    char sql[256];
+    snprintf(sql, sizeof(sql), "DELETE FROM im_%u.im_user WHERE user_id = %" PRIu64, msg_shard(b),
+             b);
+    char out[64];
+    CHECK_EQ_INT(msg_sql(sql, out, sizeof(out)), 0);
+    snprintf(sql, sizeof(sql), "SELECT max_seq FROM im_%u.im_user WHERE user_id = %" PRIu64,
+             msg_shard(a), a);
+    long long seq_a = msg_sql_num(sql);
+    CHECK_EQ_INT(seq_a, 1);
+    cim_ack_t ack;
+    CHECK_EQ_INT(cim_send_text(ca, b, "second", &ack), 0);
+    CHECK_EQ_INT(ack.res_code, CIM_RES_OK);
+    CHECK_EQ_INT(ack.seq, 2); /* in A's own inbox */
+    /* the fan-out ran (the outbox row is marked done) and made no inbox row and no user row */
+    snprintf(sql, sizeof(sql),
+             "SELECT fanout FROM im_%u.im_message_send WHERE server_msg_id = %" PRIu64,
+             msg_shard(a), ack.server_msg_id);
+    long long done = 0;
+    for (int i = 0; i < 50 && done != 1; i++) {
+        e2e_sleep_ms(100);
+        done = msg_sql_num(sql);
+    }
+    CHECK_EQ_INT(done, 1);
+    snprintf(sql, sizeof(sql), "SELECT COUNT(*) FROM im_%u.im_user WHERE user_id = %" PRIu64,
+             msg_shard(b), b);
+    CHECK_EQ_INT(msg_sql_num(sql), 0);
+    snprintf(sql, sizeof(sql),
+             "SELECT COUNT(*) FROM im_%u.im_message_recv WHERE server_msg_id = %" PRIu64,
+             msg_shard(b), ack.server_msg_id);
+    CHECK_EQ_INT(msg_sql_num(sql), 0);
+    snprintf(sql, sizeof(sql), "SELECT max_seq FROM im_%u.im_user WHERE user_id = %" PRIu64,
+             msg_shard(a), a);
+    CHECK_EQ_INT(msg_sql_num(sql), 2);
+    cim_client_free(ca);
+    cim_client_free(cb);
+}
+
 /* A backlog of interrupted fan-outs (outbox rows never marked done, as a crash under load
  * leaves them), more than one sweeper page: both logics' sweepers page through it and every
  * message lands in the recipient's inbox exactly once, with gap-free seqs, and is marked done. */
