@@ -155,6 +155,23 @@ run() { # NAME ARGS...: run cim-bench, keep its log and RESULT line
 
 want() { [[ " $ONLY " == *" $1 "* ]]; }
 
+# outbox rows whose recipients' inbox rows are not all written yet (fanout = 0), waiting up to
+# $1 s for the fan-out to catch up; sets PENDING (-1: could not ask MariaDB)
+wait_fanout() {
+    PENDING=-1
+    for _ in $(seq "$1"); do
+        PENDING=0
+        for s in 0 1 2 3; do
+            n=$(mariadb --no-defaults -S "$STACK_MYSQL_SOCK" -uroot -N \
+                -e "SELECT COUNT(*) FROM im_$s.im_message_send WHERE fanout = 0" 2>/dev/null) || n=x
+            [[ $n =~ ^[0-9]+$ ]] || { PENDING=-1; break; }
+            PENDING=$((PENDING + n))
+        done
+        ((PENDING == 0)) && break
+        sleep 1
+    done
+}
+
 # uid ranges: one per scenario so runs are idempotent and scenarios do not kick each other
 want idle && run idle --scenario idle --gates "$GATES" --users "$IDLE_USERS" --duration 5 \
     --procs "$IDLE_PROCS" --src-ips "$IDLE_SRC" --conc 1000 --uid-base 710000000
@@ -169,6 +186,9 @@ want offline && run offline --scenario offline --gates "$GATES2" --users "$OFF_U
 want group && run group --scenario group --gates "$GATES" --members "$GROUP_MEMBERS" \
     --duration "$GROUP_DUR" --rate "$GROUP_RATE" --procs 1 --uid-base 750000000 --drain 10
 if want hostile; then
+    # latency runs: not while the group overload's backlog is still being written
+    wait_fanout 120
+    say "before p2p-calm: outbox rows with fan-out still pending: $PENDING"
     CALM=(--scenario p2p --gates "$GATES2" --users "$CALM_USERS" --duration "$CALM_DUR"
         --rate "$CALM_RATE" --procs 1 --uid-base 760000000 --drain 10)
     run p2p-calm "${CALM[@]}"
@@ -204,20 +224,9 @@ for k in idle login p2p-rate p2p-max offline group p2p-calm hostile-load p2p-hos
 done
 rm -f "$LOGDIR/commands.prev"
 
-# nothing acked may be left half-written: outbox rows whose recipients' inbox rows are not all
-# written yet (fanout = 0), after the fan-out has had a minute to catch up with the backlog
-pending=-1
-for _ in $(seq 60); do
-    pending=0
-    for s in 0 1 2 3; do
-        n=$(mariadb --no-defaults -S "$STACK_MYSQL_SOCK" -uroot -N \
-            -e "SELECT COUNT(*) FROM im_$s.im_message_send WHERE fanout = 0" 2>/dev/null) || n=x
-        [[ $n =~ ^[0-9]+$ ]] || { pending=-1; break; }
-        pending=$((pending + n))
-    done
-    ((pending == 0)) && break
-    sleep 1
-done
+# nothing acked may be left half-written, after the fan-out has had a minute to catch up
+wait_fanout 60
+pending=$PENDING
 say "outbox rows with fan-out still pending: $pending"
 
 python3 - "$RESULTS" "$OUT/RESULTS.md" "$STACK_GATES" "$pending" <<'PY' || say "RESULTS.md: python3 failed"
