@@ -333,6 +333,32 @@ log_digest() {
     done
 }
 
+# the server log lines written while a failed case ran: test.h prints "FAIL name (T0 .. T1)"
+# with the times spelled as the log lines begin, so the window is a string comparison
+log_windows() {
+    local line name t0 t1 f sel n
+    [[ -d ${STACK:-}/log ]] || return 0
+    sel=$WORK/window.txt
+    grep -ho 'FAIL [^ ]* ([0-9T:.Z-]* \.\. [0-9T:.Z-]*)' "$WORK"/out/*.out 2>/dev/null | head -n 5 |
+        while read -r line; do
+            read -r _ name t0 _ t1 <<<"${line//[()]/}"
+            for f in "$STACK"/log/gate*.log "$STACK"/log/logic*.log; do
+                [[ -f $f ]] || continue
+                awk -v a="$t0" -v b="$t1" '$1 >= a && $1 <= b' "$f" | cut -c1-220 >"$sel"
+                n=$(wc -l <"$sel")
+                ((n > 0)) || continue
+                say "--- $(basename "$f") while $name ran ($t0 .. $t1), $n lines:"
+                if ((n > 60)); then
+                    head -n 30 "$sel" | sed 's/^/    | /'
+                    say "    | ... $((n - 60)) more ..."
+                    tail -n 30 "$sel" | sed 's/^/    | /'
+                else
+                    sed 's/^/    | /' "$sel"
+                fi
+            done
+        done
+}
+
 save_artifacts() {
     local dest=$REPO/tests/out/$RUN_ID
     mkdir -p "$dest" || return
@@ -354,6 +380,7 @@ finish() {
     if ((FAILED > 0)); then
         say "failed: ${FAILED_ITEMS[*]}"
         log_digest
+        log_windows
         save_artifacts
     fi
     if [[ ${KEEP:-0} == 1 ]]; then

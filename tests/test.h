@@ -15,7 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 typedef void (*test_fn_t)(void);
@@ -100,6 +102,18 @@ static int test_run_one_(const struct test_case *tc, int timeout)
     return WEXITSTATUS(st) == 0 ? 0 : -1;
 }
 
+/* now as the servers' log lines spell time (UTC, ms): a failed case names its time window, and
+ * tests/run.sh prints the server log lines of that window */
+static void test_utc_(char *out, size_t cap)
+{
+    struct timeval tv;
+    struct tm tm;
+    gettimeofday(&tv, NULL);
+    gmtime_r(&tv.tv_sec, &tm);
+    snprintf(out, cap, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int) (tv.tv_usec / 1000));
+}
+
 static int test_main_(int argc, char **argv)
 {
     int passed = 0, failed = 0;
@@ -109,8 +123,14 @@ static int test_main_(int argc, char **argv)
         const struct test_case *tc = &test_cases_[i];
         if (argc > 1 && !strstr(tc->name, argv[1]))
             continue;
+        char t0[32], t1[32];
+        test_utc_(t0, sizeof(t0));
         int rc = test_run_one_(tc, timeout);
-        printf("%s %s\n", rc == 0 ? "ok  " : "FAIL", tc->name);
+        test_utc_(t1, sizeof(t1));
+        if (rc == 0)
+            printf("ok   %s\n", tc->name);
+        else
+            printf("FAIL %s (%s .. %s)\n", tc->name, t0, t1);
         if (rc == 0)
             passed++;
         else
