@@ -118,8 +118,9 @@ struct logic_job_s {
 
 #define LOGIC_DB_BATCH_MAX 1024
 
-enum { DB_OK = 0, DB_ERR = -1, DB_EDUP = -2, DB_ECONN = -3, DB_ELOCK = -4 };
-/* DB_ELOCK: deadlock or lock wait timeout; the transaction was rolled back: run it again */
+enum { DB_OK = 0, DB_ERR = -1, DB_EDUP = -2, DB_ECONN = -3, DB_ELOCK = -4, DB_ENOUSER = -5 };
+/* DB_ELOCK: deadlock or lock wait timeout; the transaction was rolled back: run it again.
+ * DB_ENOUSER: see db_seq_alloc. */
 
 int logic_db_start(logic_t *l);
 void logic_db_stop(void);
@@ -180,8 +181,9 @@ int db_pad(int k);
 db_binds_t *db_conn_binds(logic_dbc_t *c);
 /* Inbox seq counters of n distinct users (sorted ascending), each advanced by add[i], in the
  * caller's transaction (rows locked in id order, so concurrent batches cannot deadlock).
- * end[i] gets the user's new max_seq (its seqs are end-add+1 .. end), 0 for a missing user.
- * One statement per 64 users. Returns DB_OK or a DB_E* code. */
+ * end[i] gets the user's new max_seq (its seqs are end-add+1 .. end). One statement per 64
+ * users. Returns DB_OK, DB_ENOUSER when users are missing (their end[i] is 0; the statement
+ * made rows for them, so the caller rolls back and runs again without them), or a DB_E* code. */
 int db_seq_alloc(logic_dbc_t *c, const uint64_t *uids, const uint64_t *add, uint64_t *end,
                  size_t n);
 

@@ -451,9 +451,10 @@ db_binds_t *db_conn_binds(logic_dbc_t *c)
 }
 
 /* One statement per 64 users adds to the counters and returns the new values (MariaDB's
- * INSERT ... RETURNING gives the row as updated). Users are made with created > 0 (logic_user),
- * so a row that comes back with created = 0 was inserted here: no such user. Padding repeats the
- * last user with 0 to add, which changes nothing. */
+ * INSERT ... RETURNING gives the row as updated). A row that comes back with created = 0 may
+ * have been inserted here (users are made with created > 0; logic_user): the user is taken as
+ * missing and the caller rolls the transaction back, so nothing is ever deleted on a guess.
+ * Padding repeats the last user with 0 to add, which changes nothing. */
 static db_tpl_t seq_upsert = {
     "INSERT INTO im_user (user_id, max_seq, created) VALUES ",
     "(?, ?, 0)",
@@ -510,13 +511,8 @@ int db_seq_alloc(logic_dbc_t *c, const uint64_t *uids, const uint64_t *add, uint
             log_warn("mysql: seq counter of user %llu not returned", (unsigned long long) uids[i]);
             return DB_ERR;
         }
-        /* the statement made a row for a missing user: take it out again (same transaction) */
-        if (end[i] == 0 && sr.phantoms &&
-            db_exec(c, "DELETE FROM im_user WHERE user_id = ? AND created = 0", "U", "",
-                    uids[i]) < 0)
-            return DB_ERR;
     }
-    return DB_OK;
+    return sr.phantoms ? DB_ENOUSER : DB_OK;
 }
 
 int db_pad(int k)

@@ -307,11 +307,39 @@ static uint64_t need_take(seq_need_t *s, uint64_t uid)
     return s->end[i] - --s->add[i];
 }
 
+/* users a batch found missing (db_seq_alloc's DB_ENOUSER): it runs again without them */
+typedef struct gone_s {
+    uint64_t uid[LOGIC_DB_BATCH_MAX];
+    size_t n;
+} gone_t;
+
+static int gone_has(const gone_t *g, uint64_t uid)
+{
+    for (size_t i = 0; i < g->n; i++)
+        if (g->uid[i] == uid)
+            return 1;
+    return 0;
+}
+
+/* note the users db_seq_alloc found missing; 0 when none was new (then do not run again) */
+static int gone_note(gone_t *g, const seq_need_t *s)
+{
+    int added = 0;
+    for (size_t i = 0; i < s->n; i++)
+        if (!s->end[i] && !gone_has(g, s->uid[i]) && g->n < LOGIC_DB_BATCH_MAX) {
+            g->uid[g->n++] = s->uid[i];
+            added++;
+        }
+    return added;
+}
+
 static void fan_batch(logic_job_t **jobs, int n, logic_dbc_t *c)
 {
     static __thread seq_need_t need;
+    static __thread gone_t gone;
     int all = 0, tries = 0; /* all: every job looks first (a duplicate row surprised us) */
     long r = 0;
+    gone.n = 0;
 again:
     for (int i = 0; i < n; i++) {
         fan_t *f = (fan_t *) jobs[i];
@@ -347,15 +375,24 @@ again:
     need.n = 0;
     for (int i = 0; i < n; i++) {
         fan_t *f = (fan_t *) jobs[i];
-        if (!f->exists)
+        if (f->exists)
+            continue;
+        if (gone_has(&gone, f->user_id))
+            f->nouser = 1, f->seq = 1; /* no such user: nothing to write */
+        else
             need_add(&need, f->user_id);
     }
     need_finish(&need);
-    if (need.n && (r = db_seq_alloc(c, need.uid, need.add, need.end, need.n)) != DB_OK)
+    if (need.n && (r = db_seq_alloc(c, need.uid, need.add, need.end, need.n)) != DB_OK) {
+        if (r == DB_ENOUSER && gone_note(&gone, &need)) {
+            db_rollback(c); /* the counter rows it made for them go too */
+            goto again;
+        }
         goto fail_rb;
+    }
     for (int i = 0; i < n; i++) {
         fan_t *f = (fan_t *) jobs[i];
-        if (f->exists)
+        if (f->exists || f->nouser)
             continue;
         f->seq = need_take(&need, f->user_id);
         if (!f->seq)
@@ -701,8 +738,10 @@ static db_tpl_t send_insert = {
 static void store_batch(logic_job_t **jobs, int n, logic_dbc_t *c)
 {
     static __thread seq_need_t need;
+    static __thread gone_t gone;
     int all = 0, tries = 0; /* all: every job looks first (a duplicate row surprised us) */
     long r = 0;
+    gone.n = 0;
 again:
     for (int i = 0; i < n; i++) {
         logic_msg_t *m = (logic_msg_t *) jobs[i];
@@ -744,12 +783,17 @@ again:
     need.n = 0;
     for (int i = 0; i < n; i++) {
         logic_msg_t *m = (logic_msg_t *) jobs[i];
-        if (!m->dup && m->in_author_inbox)
-            need_add(&need, m->from_id);
+        if (!m->dup && m->in_author_inbox && !gone_has(&gone, m->from_id))
+            need_add(&need, m->from_id); /* a gone author gets no seq below: DB_ERR */
     }
     need_finish(&need);
-    if (need.n && (r = db_seq_alloc(c, need.uid, need.add, need.end, need.n)) != DB_OK)
+    if (need.n && (r = db_seq_alloc(c, need.uid, need.add, need.end, need.n)) != DB_OK) {
+        if (r == DB_ENOUSER && gone_note(&gone, &need)) {
+            db_rollback(c); /* the counter rows it made for them go too */
+            goto again;
+        }
         goto fail_rb;
+    }
     for (int i = 0; i < n; i++) {
         logic_msg_t *m = (logic_msg_t *) jobs[i];
         if (m->dup || !m->in_author_inbox)
