@@ -701,34 +701,10 @@ static void on_async(uv_async_t *a)
     }
 }
 
-static void submit(unsigned shard, uint64_t key, logic_job_t *job, int first)
+/* Queue a chain of jobs (linked by ->next, NULL-terminated) on the worker that key picks: at
+ * the tail, or (first) ahead of everything queued. One lock and one wake-up for the chain. */
+static void submit(unsigned shard, uint64_t key, logic_job_t *head, int first)
 {
-    shard_t *s = &D.shards[shard % D.nshards];
-    worker_t *w = &s->workers[key % (uint64_t) s->nworkers];
-    job->next = NULL;
-    job->rc = DB_OK;
-    job->submit_us = im_mono_us();
-    pthread_mutex_lock(&w->mu);
-    if (first) {
-        job->next = w->head;
-        w->head = job;
-        if (!w->tail)
-            w->tail = job;
-    } else {
-        if (w->tail)
-            w->tail->next = job;
-        else
-            w->head = job;
-        w->tail = job;
-    }
-    pthread_cond_signal(&w->cv);
-    pthread_mutex_unlock(&w->mu);
-}
-
-void logic_db_submit_chain(unsigned shard, uint64_t key, logic_job_t *head)
-{
-    if (!head)
-        return;
     shard_t *s = &D.shards[shard % D.nshards];
     worker_t *w = &s->workers[key % (uint64_t) s->nworkers];
     uint64_t now = im_mono_us();
@@ -739,22 +715,37 @@ void logic_db_submit_chain(unsigned shard, uint64_t key, logic_job_t *head)
         last = j;
     }
     pthread_mutex_lock(&w->mu);
-    if (w->tail)
-        w->tail->next = head;
-    else
+    if (first) {
+        last->next = w->head;
         w->head = head;
-    w->tail = last;
+        if (!w->tail)
+            w->tail = last;
+    } else {
+        if (w->tail)
+            w->tail->next = head;
+        else
+            w->head = head;
+        w->tail = last;
+    }
     pthread_cond_signal(&w->cv);
     pthread_mutex_unlock(&w->mu);
 }
 
+void logic_db_submit_chain(unsigned shard, uint64_t key, logic_job_t *head)
+{
+    if (head)
+        submit(shard, key, head, 0);
+}
+
 void logic_db_submit(unsigned shard, uint64_t key, logic_job_t *job)
 {
+    job->next = NULL;
     submit(shard, key, job, 0);
 }
 
 void logic_db_submit_first(unsigned shard, uint64_t key, logic_job_t *job)
 {
+    job->next = NULL;
     submit(shard, key, job, 1);
 }
 
