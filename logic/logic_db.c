@@ -465,7 +465,7 @@ static db_tpl_t seq_upsert = {
 typedef struct {
     const uint64_t *uids;
     uint64_t *end;
-    size_t n, phantoms;
+    size_t n;
     uint64_t row_uid, row_max;
     uint32_t row_created;
 } seq_rows_t;
@@ -476,18 +476,12 @@ static void seq_row(void *ud)
     const uint64_t *p = bsearch(&s->row_uid, s->uids, s->n, sizeof(uint64_t), cmp_u64);
     if (!p)
         return;
-    uint64_t *e = &s->end[p - s->uids];
-    if (s->row_created == 0) {
-        s->phantoms += *e != 0; /* the padding may return the same row twice */
-        *e = 0;
-    } else {
-        *e = s->row_max;
-    }
+    s->end[p - s->uids] = s->row_created ? s->row_max : 0; /* 0: made here, no such user */
 }
 
 int db_seq_alloc(logic_dbc_t *c, const uint64_t *uids, const uint64_t *add, uint64_t *end, size_t n)
 {
-    seq_rows_t sr = {uids, end, n, 0, 0, 0, 0};
+    seq_rows_t sr = {uids, end, n, 0, 0, 0};
     for (size_t i = 0; i < n; i++)
         end[i] = UINT64_MAX; /* set by the returned row */
     for (size_t off = 0; off < n;) {
@@ -506,13 +500,15 @@ int db_seq_alloc(logic_dbc_t *c, const uint64_t *uids, const uint64_t *add, uint
             return (int) r;
         off += (size_t) k;
     }
+    int missing = 0;
     for (size_t i = 0; i < n; i++) {
         if (end[i] == UINT64_MAX) {
             log_warn("mysql: seq counter of user %llu not returned", (unsigned long long) uids[i]);
             return DB_ERR;
         }
+        missing |= end[i] == 0;
     }
-    return sr.phantoms ? DB_ENOUSER : DB_OK;
+    return missing ? DB_ENOUSER : DB_OK;
 }
 
 int db_pad(int k)

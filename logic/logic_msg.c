@@ -97,7 +97,7 @@ static struct {
     im_map_t senders; /* uid -> sender_q_t: messages between arrival and store, in order */
     uv_timer_t sweep_timer, retry_timer, linger_timer;
     pair_q_t pairs[PAIR_KINDS][IM_SHARD_COUNT];
-    int lingering, stopped;
+    int stopped;
     im_map_t held; /* uid -> held_t: fan-out jobs waiting for a retry, in order */
     int sweeping[IM_SHARD_COUNT];
     /* sweeper paging: a full page sets sweep_after to its last id (0: start over at the next
@@ -673,7 +673,6 @@ static void pair_flush_all(void)
 static void linger_tick(uv_timer_t *t)
 {
     (void) t;
-    M.lingering = 0;
     pair_flush_all();
 }
 
@@ -692,8 +691,7 @@ static void pair_queue(int kind, unsigned shard, pair_job_t *k)
     q->tail = &k->job;
     if (++q->n >= DB_ROWS_MAX) {
         pair_flush(kind, shard);
-    } else if (!M.lingering) {
-        M.lingering = 1;
+    } else if (!uv_is_active((uv_handle_t *) &M.linger_timer)) {
         uv_timer_start(&M.linger_timer, linger_tick, PAIR_LINGER_MS, 0);
     }
 }
@@ -1460,7 +1458,6 @@ void logic_msg_stop(void)
     uv_close((uv_handle_t *) &M.retry_timer, NULL);
     /* queued marks and confirmations go now; later ones go straight to the workers */
     M.stopped = 1;
-    M.lingering = 0;
     uv_timer_stop(&M.linger_timer);
     uv_close((uv_handle_t *) &M.linger_timer, NULL);
     pair_flush_all();
