@@ -86,7 +86,10 @@ static inline int au_presence(cim_client_t *c, uint64_t uid, int timeout_ms, int
         if (left <= 0)
             return 0;
         cim_packet_t *p = NULL;
-        if (cim_next_push(c, IM_CMD_PRESENCE_NOTIFY, left, &p) != 0)
+        int rc = cim_next_push(c, IM_CMD_PRESENCE_NOTIFY, left, &p);
+        /* only a timeout means "no event": a closed subscriber would pass every wait for none */
+        CHECK(rc == 0 || rc == CIM_ETIMEDOUT);
+        if (rc != 0)
             return 0;
         CIM__Def__CIMPresenceNotify *n = (CIM__Def__CIMPresenceNotify *) cim_packet_unpack(
             p, &cim__def__cimpresence_notify__descriptor);
