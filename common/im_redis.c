@@ -51,10 +51,20 @@ static void metrics_once(void)
 
 /* ---------------------------------------------------------------- adapter */
 
+/* hiredis asks for write readiness after every command it buffers. Polling for it costs two
+ * epoll_ctl calls and a loop turn per command (uv_poll_start re-registers the fd each time).
+ * Instead, while connected, the commands a loop turn buffered are written once, in a prepare
+ * callback just before the loop polls again (as redis's beforeSleep writes its clients'
+ * replies); only a write the socket could not take whole waits for UV_WRITABLE. */
 typedef struct {
     redisAsyncContext *ac;
     uv_poll_t poll;
-    int events;
+    uv_prepare_t flush;
+    int events;   /* wanted from the poll handle */
+    int polled;   /* what the poll handle was last started with */
+    int pending;  /* commands buffered: write them in the prepare callback */
+    int flushing; /* inside that write: hiredis's requests go to the poll handle */
+    int handles;  /* open uv handles; the last close frees this */
 } ev_t;
 
 static void ev_poll_cb(uv_poll_t *h, int status, int events)
@@ -74,10 +84,25 @@ static void ev_poll_cb(uv_poll_t *h, int status, int events)
 
 static void ev_update(ev_t *e)
 {
+    if (e->events == e->polled)
+        return;
+    e->polled = e->events;
     if (e->events)
         uv_poll_start(&e->poll, e->events, ev_poll_cb);
     else
         uv_poll_stop(&e->poll);
+}
+
+static void ev_flush_cb(uv_prepare_t *h)
+{
+    ev_t *e = h->data;
+    uv_prepare_stop(h);
+    if (!e->ac || !e->pending)
+        return;
+    e->pending = 0;
+    e->flushing = 1;
+    redisAsyncHandleWrite(e->ac); /* may free ac (a write error): e stays until its close */
+    e->flushing = 0;
 }
 
 static void ev_add_read(void *p)
@@ -97,6 +122,15 @@ static void ev_del_read(void *p)
 static void ev_add_write(void *p)
 {
     ev_t *e = p;
+    if (e->events & UV_WRITABLE)
+        return; /* a short write waits for the socket already */
+    if (!e->flushing && (e->ac->c.flags & REDIS_CONNECTED)) {
+        e->pending = 1;
+        if (!uv_is_active((uv_handle_t *) &e->flush))
+            uv_prepare_start(&e->flush, ev_flush_cb);
+        return;
+    }
+    /* connecting (hiredis learns the outcome from writability), or a short write */
     e->events |= UV_WRITABLE;
     ev_update(e);
 }
@@ -104,13 +138,16 @@ static void ev_add_write(void *p)
 static void ev_del_write(void *p)
 {
     ev_t *e = p;
+    e->pending = 0;
     e->events &= ~UV_WRITABLE;
     ev_update(e);
 }
 
 static void ev_closed(uv_handle_t *h)
 {
-    free(h->data);
+    ev_t *e = h->data;
+    if (--e->handles == 0)
+        free(e);
 }
 
 static void ev_cleanup(void *p)
@@ -118,6 +155,7 @@ static void ev_cleanup(void *p)
     ev_t *e = p;
     e->ac = NULL;
     uv_close((uv_handle_t *) &e->poll, ev_closed);
+    uv_close((uv_handle_t *) &e->flush, ev_closed);
 }
 
 static int ev_attach(redisAsyncContext *ac, uv_loop_t *loop)
@@ -130,7 +168,10 @@ static int ev_attach(redisAsyncContext *ac, uv_loop_t *loop)
         free(e);
         return -1;
     }
+    uv_prepare_init(loop, &e->flush);
     e->poll.data = e;
+    e->flush.data = e;
+    e->handles = 2;
     ac->ev.addRead = ev_add_read;
     ac->ev.delRead = ev_del_read;
     ac->ev.addWrite = ev_add_write;
