@@ -123,7 +123,7 @@ static int test_main_(int argc, char **argv)
         const struct test_case *tc = &test_cases_[i];
         if (argc > 1 && !strstr(tc->name, argv[1]))
             continue;
-        char t0[32], t1[32];
+        char t0[96], t1[96]; /* room for any int the format could print: gcc -O2 checks */
         test_utc_(t0, sizeof(t0));
         int rc = test_run_one_(tc, timeout);
         test_utc_(t1, sizeof(t1));
