@@ -62,8 +62,7 @@ typedef struct {
     uv_prepare_t flush;
     int events;   /* wanted from the poll handle */
     int polled;   /* what the poll handle was last started with */
-    int pending;  /* commands buffered: write them in the prepare callback */
-    int flushing; /* inside that write: hiredis's requests go to the poll handle */
+    int flushing; /* inside the prepare callback's write: hiredis's requests go to the poll */
     int handles;  /* open uv handles; the last close frees this */
 } ev_t;
 
@@ -96,10 +95,9 @@ static void ev_update(ev_t *e)
 static void ev_flush_cb(uv_prepare_t *h)
 {
     ev_t *e = h->data;
-    uv_prepare_stop(h);
-    if (!e->ac || !e->pending)
+    uv_prepare_stop(h); /* active = commands buffered, until written */
+    if (!e->ac)
         return;
-    e->pending = 0;
     e->flushing = 1;
     redisAsyncHandleWrite(e->ac); /* may free ac (a write error): e stays until its close */
     e->flushing = 0;
@@ -125,9 +123,7 @@ static void ev_add_write(void *p)
     if (e->events & UV_WRITABLE)
         return; /* a short write waits for the socket already */
     if (!e->flushing && (e->ac->c.flags & REDIS_CONNECTED)) {
-        e->pending = 1;
-        if (!uv_is_active((uv_handle_t *) &e->flush))
-            uv_prepare_start(&e->flush, ev_flush_cb);
+        uv_prepare_start(&e->flush, ev_flush_cb); /* no-op when already started */
         return;
     }
     /* connecting (hiredis learns the outcome from writability), or a short write */
@@ -138,7 +134,7 @@ static void ev_add_write(void *p)
 static void ev_del_write(void *p)
 {
     ev_t *e = p;
-    e->pending = 0;
+    uv_prepare_stop(&e->flush); /* everything is written */
     e->events &= ~UV_WRITABLE;
     ev_update(e);
 }
