@@ -192,10 +192,9 @@ want offline && run offline --scenario offline --gates "$GATES2" --users "$OFF_U
 if want group-latency; then
     wait_fanout 120 # a latency run: not while an earlier run's backlog is still being written
     say "before group-latency: outbox rows with fan-out still pending: $PENDING"
+    run group-latency --scenario group --gates "$GATES" --members "$GROUP_MEMBERS" \
+        --duration "$GLAT_DUR" --rate "$GLAT_RATE" --procs 1 --uid-base 750000000 --drain 10
 fi
-want group-latency && run group-latency --scenario group --gates "$GATES" \
-    --members "$GROUP_MEMBERS" --duration "$GLAT_DUR" --rate "$GLAT_RATE" --procs 1 \
-    --uid-base 750000000 --drain 10
 want group && run group --scenario group --gates "$GATES" --members "$GROUP_MEMBERS" \
     --duration "$GROUP_DUR" --rate "$GROUP_RATE" --procs 1 --uid-base 750000000 --drain 10
 if want hostile; then

@@ -127,14 +127,13 @@ static int test_main_(int argc, char **argv)
         test_utc_(t0, sizeof(t0));
         int rc = test_run_one_(tc, timeout);
         test_utc_(t1, sizeof(t1));
-        if (rc == 0)
+        if (rc == 0) {
             printf("ok   %s\n", tc->name);
-        else
-            printf("FAIL %s (%s .. %s)\n", tc->name, t0, t1);
-        if (rc == 0)
             passed++;
-        else
+        } else {
+            printf("FAIL %s (%s .. %s)\n", tc->name, t0, t1);
             failed++;
+        }
     }
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
