@@ -15,6 +15,9 @@
 #   STACK_MYSQL_POOL  1G    (InnoDB buffer pool)   STACK_MYSQL_REDO  512M (InnoDB redo log size)
 #   STACK_MYSQL_OPTS  more mariadbd options, e.g. "--performance-schema=ON" (split on spaces)
 #   STACK_MYSQL_TCP=1 msg_logic reaches MariaDB over TCP (default: its Unix socket, cheaper)
+#   STACK_MYSQL_CONNS mysql_pool of the logics (connections per shard) while MariaDB is reached
+#                     by its socket (default 1: on one box, fewer threads and bigger batches cost
+#                     less; bench/RESULTS.md); over TCP the logic's own default (2)
 #   STACK_PREFIX (or PREFIX, unless that names a directory, like an install prefix): words put
 #                     before the msg_gate / msg_logic command, e.g. "valgrind --log-file=x-{name}";
 #                     "{name}" becomes NAME
@@ -303,7 +306,10 @@ stack_conf() { # NAME: write STACK_DIR/NAME.conf
                 echo "logic_http_port = $(stack__inst "$name" HTTP)"
                 echo "redis_addr = $STACK_HOST:$STACK_REDIS_PORT"
                 echo "mysql_shards = $shards"
-                if [[ $host == localhost ]]; then echo "mysql_socket = $STACK_MYSQL_SOCK"; fi
+                if [[ $host == localhost ]]; then
+                    echo "mysql_socket = $STACK_MYSQL_SOCK"
+                    echo "mysql_pool = ${STACK_MYSQL_CONNS:-1}"
+                fi
                 echo "mysql_user = root"
                 echo "mysql_password ="
                 echo "api_key_file = $STACK_DIR/api_key"
