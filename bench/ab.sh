@@ -76,10 +76,10 @@ if "RESULT" not in text:
 r = json.loads(text.rsplit("RESULT", 1)[1].strip().splitlines()[0])
 out = [label, r.get("scenario", "?")]
 for k in ("sent", "acked", "delivered", "lost", "dup", "acked_per_sec", "delivered_per_sec",
-          "sync_per_sec"):
+          "sync_per_sec", "logins_per_sec"):
     if k in r:
         out.append("%s=%s" % (k, r[k]))
-for k in ("ack_ms", "deliver_ms"):
+for k in ("ack_ms", "deliver_ms", "login_ms", "time_to_last_ms"):
     if isinstance(r.get(k), dict) and r[k].get("n"):
         out.append("%s_p50/p99=%s/%s" % (k[:-3], r[k]["p50"], r[k]["p99"]))
 cpu = {}

@@ -181,7 +181,7 @@ wait_fanout() {
 # uid ranges: one per scenario so runs are idempotent and scenarios do not kick each other
 want idle && run idle --scenario idle --gates "$GATES" --users "$IDLE_USERS" --duration 5 \
     --procs "$IDLE_PROCS" --src-ips "$IDLE_SRC" --conc 1000 --uid-base 710000000
-want login && run login --scenario login --gates "$GATES" --users "$LOGIN_USERS" \
+want login && run login --scenario login --gates "$GATES2" --users "$LOGIN_USERS" \
     --procs 2 --src-ips "$IDLE_SRC" --conc 2000 --uid-base 720000000
 want p2p-rate && run p2p-rate --scenario p2p --gates "$GATES2" --users "$P2P_USERS" \
     --duration "$P2P_DUR" --rate "$P2P_RATE" --procs 1 --uid-base 730000000 --drain 30
@@ -276,8 +276,9 @@ if r:
         "100,000 conns on 5+ gates, <= 1 KiB/conn", r["conns_ok"] >= 100000 and r["gates"] >= 5 and kib <= 1)
 r = res.get("login")
 if r:
-    row("login", "%d/%d token logins, %.0f logins/s, login p50/p99 %s/%s ms"
-        % (r["conns_ok"], r["users"], r.get("logins_per_sec", 0), ms(r["login_ms"], "p50"), ms(r["login_ms"], "p99")),
+    row("login", "%d/%d token logins on %d gates, %.0f logins/s, login p50/p99 %s/%s ms"
+        % (r["conns_ok"], r["users"], r["gates"], r.get("logins_per_sec", 0), ms(r["login_ms"], "p50"),
+           ms(r["login_ms"], "p99")),
         ">= 20,000 logins/s", r.get("logins_per_sec", 0) >= 20000)
 for name, target in (("p2p-rate", "p99 send->deliver <= 20 ms at 25,000 msgs/s"),
                      ("p2p-max", ">= 50,000 msgs/s acked and delivered")):
@@ -341,8 +342,9 @@ out.append("Machine: %s cores (`nproc`), %s memory, kernel %s, %s. Server, datab
            "server alone would do, and runs are noisy.\n"
            % (sh("nproc"), sh("free -h | awk '/Mem:/{print $2}'"), sh("uname -r"),
               sh(". /etc/os-release && echo $PRETTY_NAME")))
-out.append("Stack: 1 msg_logic, %s msg_gate, MariaDB (4 shard databases, innodb_flush_log_at_trx_commit=1), "
-           "Redis; log_level warn.\n" % gates)
+pool = sh("sed -n 's/^mysql_pool = //p' \"$STACK_DIR/logic1.conf\"") or "2 (default)"
+out.append("Stack: 1 msg_logic (mysql_pool %s: MySQL connections per shard), %s msg_gate, MariaDB (4 shard "
+           "databases, innodb_flush_log_at_trx_commit=1), Redis; log_level warn.\n" % (pool, gates))
 pend = int(sys.argv[4]) if len(sys.argv) > 4 else -1
 out.append("After the runs, outbox rows whose fan-out (recipients' inbox rows) is still pending: %s "
            "(checked in MariaDB after up to 60 s). \"lost\" below counts acked messages a connected "
