@@ -342,7 +342,9 @@ out.append("Machine: %s cores (`nproc`), %s memory, kernel %s, %s. Server, datab
            "server alone would do, and runs are noisy.\n"
            % (sh("nproc"), sh("free -h | awk '/Mem:/{print $2}'"), sh("uname -r"),
               sh(". /etc/os-release && echo $PRETTY_NAME")))
-pool = sh("sed -n 's/^mysql_pool = //p' \"$STACK_DIR/logic1.conf\"") or "2 (default)"
+# what msg_logic runs with: CIM_MYSQL_POOL (passed through by the stack) overrides its config file
+pool = os.environ.get("CIM_MYSQL_POOL") or sh("sed -n 's/^mysql_pool = //p' \"$STACK_DIR/logic1.conf\"") \
+    or "2 (default)"
 out.append("Stack: 1 msg_logic (mysql_pool %s: MySQL connections per shard), %s msg_gate, MariaDB (4 shard "
            "databases, innodb_flush_log_at_trx_commit=1), Redis; log_level warn.\n" % (pool, gates))
 pend = int(sys.argv[4]) if len(sys.argv) > 4 else -1
